@@ -1,0 +1,101 @@
+"""What a notebook holds: its parameters, its host, and the results of its steps.
+
+A notebook starts with ``rb = context.start(globals(), "04-swarm")`` after its parameters
+cell, calls step functions with ``rb``, and ends with ``rb.finish()``, which shows the
+summary and records it in the notebook for the runner to read back.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from . import facts as facts_mod
+from . import params as params_mod
+from .hosts import Host, SSHHost
+from .steps import REPORT_MIME, StepResult, report
+
+F = TypeVar("F", bound=Callable[..., StepResult])
+
+
+class Runbook:
+    """One notebook's run against one host."""
+
+    def __init__(self, params: params_mod.Params, notebook: str, host: Host | None = None):
+        self.p = params
+        self.notebook = notebook
+        self.host = host or connect(params)
+        self.results: list[StepResult] = []
+        self._facts: facts_mod.HostFacts | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.p.check_mode
+
+    def facts(self, refresh: bool = False) -> facts_mod.HostFacts:
+        """The host's common facts, read once and cached; ``refresh`` reads them again."""
+        if self._facts is None or refresh:
+            self._facts = facts_mod.gather(self.host)
+        return self._facts
+
+    def finish(self) -> Any:
+        """Show the notebook's outcome and record it for the runner."""
+        from IPython.display import display
+
+        summary = report(self.notebook, self.results)
+        text = "\n".join(str(r) for r in self.results) or "no steps ran"
+        head = f"{self.notebook}: {summary['status']} ({summary['changed']} changed)"
+        display({REPORT_MIME: summary, "text/plain": f"{head}\n{text}"}, raw=True)
+        self.host.close()
+        return None
+
+
+def connect(p: params_mod.Params) -> SSHHost:
+    """The SSH host the parameters describe (it connects on first use)."""
+    return SSHHost(
+        p.host,
+        port=p.ssh_port,
+        user=p.ssh_user,
+        key_file=p.ssh_key_file and str(__import__("pathlib").Path(p.ssh_key_file).expanduser()),
+        password=p.ssh_password,
+        sudo_password=p.sudo_password,
+        known_hosts=p.known_hosts,
+        trust_unknown_host_key=p.trust_unknown_host_key,
+        timeout=p.ssh_timeout,
+    )
+
+
+def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:
+    """Validate the notebook's parameters and prepare its host (no connection yet)."""
+    return Runbook(params_mod.from_namespace(namespace), notebook)
+
+
+def step(name: str) -> Callable[[F], F]:
+    """Mark a function ``fn(rb, ...) -> StepResult`` as a step: its result, or its failure,
+    is recorded in ``rb.results``."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(rb: Runbook, *args: Any, **kwargs: Any) -> StepResult:
+            start_time = time.monotonic()
+            try:
+                result = fn(rb, *args, **kwargs)
+            except Exception as exc:
+                rb.results.append(
+                    StepResult(
+                        name,
+                        "failed",
+                        str(exc).splitlines()[0],
+                        seconds=time.monotonic() - start_time,
+                    )
+                )
+                raise
+            result.seconds = time.monotonic() - start_time
+            rb.results.append(result)
+            return result
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

@@ -1,0 +1,157 @@
+"""Facts: read-only looks at the host, each a command plus a pure parser of its output.
+
+The common facts are read in one round trip (:func:`gather`) and cached by the notebook's
+:class:`~runbook_lib.context.Runbook`; steps that change a fact read it again.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+
+from .hosts import Host
+
+# Each section starts with a marker line; a missing tool leaves its section empty.
+_SCRIPT = r"""
+echo '== os-release'; cat /etc/os-release 2>/dev/null
+echo '== arch'; uname -m
+echo '== init'; cat /proc/1/comm 2>/dev/null; test -d /run/systemd/system && echo systemd-booted
+echo '== docker-client'; command -v docker 2>/dev/null
+echo '== docker-server'; docker version --format '{{.Server.Version}}' 2>/dev/null
+echo '== swarm'; docker info --format '{{json .Swarm}}' 2>/dev/null
+echo '== compose'; docker compose version --short 2>/dev/null
+echo '== addresses'; ip -o -4 addr show scope global 2>/dev/null | awk '{print $2, $4}'
+echo '== listen'; ss -Hltn 2>/dev/null | awk '{print $4}'
+echo '== disk'; df -Pk / /var 2>/dev/null | awk 'NR>1 {print $6, $4}'
+echo '== end'
+"""
+
+
+@dataclass(frozen=True)
+class OsRelease:
+    id: str
+    version_id: str
+    id_like: tuple[str, ...]
+    pretty: str
+
+    @property
+    def family(self) -> str:
+        """``debian`` (Debian, Ubuntu...), ``rhel`` (RHEL, CentOS, Rocky, Alma...) or ``other``."""
+        ids = (self.id, *self.id_like)
+        if any(i in ("debian", "ubuntu") for i in ids):
+            return "debian"
+        if any(i in ("rhel", "centos", "fedora", "rocky", "almalinux") for i in ids):
+            return "rhel"
+        return "other"
+
+    @property
+    def major(self) -> int:
+        head = self.version_id.split(".")[0]
+        return int(head) if head.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class Swarm:
+    state: str  # inactive, pending, active, error, locked, or "" when no docker
+    node_id: str = ""
+    node_addr: str = ""
+    is_manager: bool = False
+    nodes: int = 0
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    os: OsRelease
+    arch: str
+    init: str  # "systemd" when systemd runs the host, else the name of PID 1
+    docker_client: str
+    docker_server: str  # version of a running engine, "" when none answers
+    swarm: Swarm
+    compose: str
+    addresses: dict[str, str] = field(default_factory=dict)  # interface -> IPv4
+    listening: tuple[str, ...] = ()
+    free_kib: dict[str, int] = field(default_factory=dict)  # mount point -> free KiB
+
+    def port_in_use(self, port: int) -> bool:
+        return any(addr.rsplit(":", 1)[-1] == str(port) for addr in self.listening)
+
+
+def gather(host: Host) -> HostFacts:
+    """Read all common facts in one command."""
+    return parse(host.sh(_SCRIPT, display="read host facts").stdout)
+
+
+def sections(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("== "):
+            current = line[3:].strip()
+            out[current] = []
+        elif current is not None and line.strip():
+            out[current].append(line.rstrip())
+    return out
+
+
+def parse_os_release(lines: list[str]) -> OsRelease:
+    values: dict[str, str] = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if sep:
+            parts = shlex.split(value) if value else [""]
+            values[key.strip()] = parts[0] if parts else ""
+    return OsRelease(
+        id=values.get("ID", "unknown").lower(),
+        version_id=values.get("VERSION_ID", ""),
+        id_like=tuple(values.get("ID_LIKE", "").lower().split()),
+        pretty=values.get("PRETTY_NAME", values.get("ID", "unknown")),
+    )
+
+
+def parse_swarm(lines: list[str]) -> Swarm:
+    if not lines:
+        return Swarm(state="")
+    try:
+        data = json.loads(lines[0])
+    except json.JSONDecodeError:
+        return Swarm(state="")
+    return Swarm(
+        state=data.get("LocalNodeState", ""),
+        node_id=data.get("NodeID", ""),
+        node_addr=data.get("NodeAddr", ""),
+        is_manager=bool(data.get("ControlAvailable")),
+        nodes=int(data.get("Nodes") or 0),
+    )
+
+
+def parse(text: str) -> HostFacts:
+    s = sections(text)
+    init_lines = s.get("init", [])
+    init = (
+        "systemd"
+        if "systemd-booted" in init_lines
+        else (init_lines[0] if init_lines else "unknown")
+    )
+    addresses = {}
+    for line in s.get("addresses", []):
+        name, _, cidr = line.partition(" ")
+        addresses.setdefault(name, cidr.split("/")[0])
+    free = {}
+    for line in s.get("disk", []):
+        mount, _, kib = line.partition(" ")
+        if kib.isdigit():
+            free[mount] = int(kib)
+    first = lambda key: (s.get(key) or [""])[0]  # noqa: E731
+    return HostFacts(
+        os=parse_os_release(s.get("os-release", [])),
+        arch=first("arch"),
+        init=init,
+        docker_client=first("docker-client"),
+        docker_server=first("docker-server"),
+        swarm=parse_swarm(s.get("swarm", [])),
+        compose=first("compose"),
+        addresses=addresses,
+        listening=tuple(s.get("listen", [])),
+        free_kib=free,
+    )

@@ -1,0 +1,402 @@
+"""The host interface: run a command, put a file, get a file; over SSH or locally.
+
+Commands are argument lists, quoted by this module and never pasted into a shell string, so
+a value such as a path or a user name cannot inject a command. Shell constructs go through
+:meth:`Host.sh`, which passes values as positional parameters (``"$1"``), not as text.
+
+Privileged commands (the default) run as root: directly when the login user is root,
+otherwise through ``sudo``. The sudo password is written to sudo's standard input, never
+put on a command line; it is checked once, when the connection is first used.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shlex
+import socket
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from .errors import CommandFailed, ConnectError, HostKeyError, ParameterError
+from .secrets import Secret
+
+Argv = Sequence[str]
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command did: like Fabric's ``Result``, a value that can be shown and tested."""
+
+    host: str
+    command: str
+    exited: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    def __str__(self) -> str:
+        return f"[{self.exited}] {self.command} ({self.duration:.2f} s)"
+
+
+# Writes standard input to a private temporary file beside the target, sets mode and owner,
+# then renames it over the target: a reader sees the old file or the new one, never half.
+_PUT_SCRIPT = """set -e
+tmp=$(mktemp -- "$1.tmp.XXXXXX")
+trap 'rm -f -- "$tmp"' EXIT
+cat > "$tmp"
+chmod "$2" "$tmp"
+chown "$3" "$tmp"
+mv -f -- "$tmp" "$1"
+trap - EXIT
+"""
+
+
+class Host(ABC):
+    """A machine commands run on. Subclasses provide :meth:`_exec`; the rest is shared."""
+
+    #: ``user@address:port`` or similar, for messages.
+    name: str
+
+    def __init__(self, user: str, sudo_password: Secret | None = None):
+        self.user = user
+        self._sudo_password = sudo_password
+        self._sudo_mode: str | None = None  # "root", "nopasswd" or "password", found lazily
+
+    # -- what subclasses implement -------------------------------------------------------
+    @abstractmethod
+    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
+        """Run argv, feeding stdin, and return (exit code, stdout, stderr)."""
+
+    def close(self) -> None:  # noqa: B027 (optional for subclasses)
+        """Release the connection, if any. The next call reconnects."""
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the interface -------------------------------------------------------------------
+    def run(
+        self,
+        argv: Argv,
+        *,
+        privileged: bool = True,
+        stdin: bytes | str | None = None,
+        check: bool = True,
+        timeout: float | None = 600,
+        display: str | None = None,
+    ) -> Result:
+        """Run a command given as an argument list and return its :class:`Result`.
+
+        ``check=False`` returns a failed result instead of raising :class:`CommandFailed`,
+        for probes. ``display`` replaces the command in results and errors when the
+        arguments themselves should not be shown.
+        """
+        argv = [str(a) for a in argv]
+        data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
+        shown = display or shlex.join(argv)
+        full, data = self._wrap(argv, data, privileged)
+        start = time.monotonic()
+        code, out, err = self._exec(full, data, timeout)
+        result = Result(
+            host=self.name,
+            command=shown,
+            exited=code,
+            stdout=out.decode("utf-8", "replace"),
+            stderr=err.decode("utf-8", "replace"),
+            duration=time.monotonic() - start,
+        )
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def sh(self, script: str, *args: str, **kwargs) -> Result:
+        """Run a POSIX shell script; ``args`` arrive as ``"$1"``, ``"$2"``... unquoted-safe."""
+        kwargs.setdefault("display", f"sh -c {shlex.quote(script.strip())} " + shlex.join(args))
+        return self.run(["sh", "-c", script, "sh", *args], **kwargs)
+
+    def put(
+        self, path: str, data: bytes | str, *, mode: int = 0o644, owner: str = "root:root"
+    ) -> Result:
+        """Write ``data`` to ``path`` atomically (temporary file, then rename).
+
+        The parent directory must exist. The content travels on standard input, so it is
+        never visible in a process list.
+        """
+        return self.sh(
+            _PUT_SCRIPT,
+            path,
+            format(mode, "o"),
+            owner,
+            stdin=data,
+            display=f"put {path} (mode {mode:o}, owner {owner})",
+        )
+
+    def get(self, path: str) -> bytes | None:
+        """The content of ``path``, or ``None`` when it does not exist."""
+        argv, data = self._wrap(
+            ["sh", "-c", 'test -e "$1" || exit 3; cat -- "$1"', "sh", path], b"", True
+        )
+        code, out, err = self._exec(argv, data, 120)
+        if code == 3:
+            return None
+        if code != 0:
+            raise CommandFailed(Result(self.name, f"cat -- {path}", code, "", err.decode(), 0.0))
+        return out
+
+    def exists(self, path: str) -> bool:
+        return self.run(["test", "-e", path], check=False).ok
+
+    # -- privilege -----------------------------------------------------------------------
+    @property
+    def is_root(self) -> bool:
+        return self.user == "root"
+
+    def _wrap(self, argv: list[str], data: bytes, privileged: bool) -> tuple[list[str], bytes]:
+        if not privileged or self.is_root:
+            return argv, data
+        mode = self._find_sudo_mode()
+        if mode == "nopasswd":
+            return ["sudo", "-n", "--", *argv], data
+        # -k: ignore cached credentials, so sudo always reads the password line we send and
+        # it can never fall through to the command's own standard input.
+        password = self._sudo_password.reveal().encode()  # type: ignore[union-attr]
+        return ["sudo", "-k", "-S", "-p", "", "--", *argv], password + b"\n" + data
+
+    def _find_sudo_mode(self) -> str:
+        if self._sudo_mode:
+            return self._sudo_mode
+        code, _, err = self._exec(["sudo", "-k", "-n", "true"], b"", 30)
+        if code == 0:
+            self._sudo_mode = "nopasswd"
+            return self._sudo_mode
+        if b"password is required" not in err:
+            raise ConnectError(
+                f"{self.name}: user {self.user!r} cannot use sudo ({err.decode().strip()}). "
+                "Connect as root (parameter 'ssh_user') or give this user sudo rights."
+            )
+        if self._sudo_password is None:
+            raise ParameterError(
+                "sudo_password",
+                None,
+                f"user {self.user!r} needs a password for sudo on {self.name}",
+                "sudo_password: env:SUDO_PASSWORD",
+            )
+        pw = self._sudo_password.reveal().encode()
+        code, _, err = self._exec(["sudo", "-k", "-S", "-p", "", "--", "true"], pw + b"\n", 30)
+        if code != 0:
+            raise ParameterError(
+                "sudo_password",
+                self._sudo_password,
+                f"sudo rejected the password for user {self.user!r} on {self.name}",
+                "the password of that user on the host, e.g. env:SUDO_PASSWORD",
+            )
+        self._sudo_mode = "password"
+        return self._sudo_mode
+
+
+class LocalHost(Host):
+    """This machine, through subprocess: for tests and for trusting the CA on the runner."""
+
+    def __init__(self, sudo_password: Secret | None = None):
+        import getpass
+
+        super().__init__(getpass.getuser() if os.geteuid() else "root", sudo_password)
+        self.name = f"local ({self.user})"
+
+    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
+        try:
+            proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return 124, exc.stdout or b"", (exc.stderr or b"") + b"\n(timed out)"
+        except FileNotFoundError as exc:
+            return 127, b"", str(exc).encode()
+        return proc.returncode, proc.stdout, proc.stderr
+
+
+class SSHHost(Host):
+    """A host reached over SSH with paramiko: connects on first use, one connection reused.
+
+    Host keys are checked against ``known_hosts``; an unknown key is refused unless
+    ``trust_unknown_host_key`` is set (then it is added to that file); a changed key is
+    always refused.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        port: int = 22,
+        user: str = "root",
+        key_file: str | None = None,
+        password: Secret | None = None,
+        sudo_password: Secret | None = None,
+        known_hosts: str = "~/.ssh/known_hosts",
+        trust_unknown_host_key: bool = False,
+        timeout: float = 10.0,
+    ):
+        super().__init__(user, sudo_password)
+        self.address = address
+        self.port = port
+        self.key_file = key_file
+        self._password = password
+        self.known_hosts = os.path.expanduser(known_hosts)
+        self.trust_unknown_host_key = trust_unknown_host_key
+        self.timeout = timeout
+        self.name = f"{user}@{address}:{port}"
+        self._client: paramiko.SSHClient | None = None
+
+    # -- connection ----------------------------------------------------------------------
+    def connect(self) -> paramiko.SSHClient:
+        """Open the connection now (it opens by itself on first use)."""
+        if self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._client
+            self._client.close()
+            self._client = None
+        client = paramiko.SSHClient()
+        if os.path.exists(self.known_hosts):
+            client.load_host_keys(self.known_hosts)
+        client.set_missing_host_key_policy(_TrustPolicy(self))
+        try:
+            client.connect(
+                self.address,
+                port=self.port,
+                username=self.user,
+                key_filename=self.key_file,
+                password=self._password.reveal() if self._password else None,
+                timeout=self.timeout,
+                banner_timeout=self.timeout,
+                auth_timeout=self.timeout,
+                allow_agent=self.key_file is None and self._password is None,
+                look_for_keys=self.key_file is None and self._password is None,
+            )
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"{self.name}: THE HOST KEY HAS CHANGED. known_hosts ({self.known_hosts}) "
+                f"has {_fingerprint(exc.expected_key)} but the host offered "
+                f"{_fingerprint(exc.key)}. This can be a reinstalled host or a machine in "
+                "the middle. Check the new key out of band, then remove the old line with "
+                f"`ssh-keygen -R {_known_hosts_name(self.address, self.port)} -f {self.known_hosts}`."
+            ) from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            how = "the key in 'ssh_key_file'" if self.key_file else "'ssh_password' or an agent key"
+            raise ConnectError(
+                f"{self.name}: authentication failed ({exc}). Check 'ssh_user' and {how}."
+            ) from None
+        except (OSError, paramiko.SSHException) as exc:
+            client.close()
+            raise ConnectError(
+                f"cannot connect to {self.address} port {self.port} as {self.user}: {exc}. "
+                "Check 'host' and 'ssh_port', that sshd runs there and that no firewall "
+                "blocks the port."
+            ) from None
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        self._client = client
+        return client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
+        client = self.connect()
+        command = shlex.join(argv)
+        try:
+            chan = client.get_transport().open_session()  # type: ignore[union-attr]
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            return _collect(chan, timeout)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.close()
+            raise ConnectError(
+                f"{self.name}: the SSH connection was lost ({exc or type(exc).__name__}). "
+                "Check the host and the network, then run the notebook again: every step "
+                "checks before it acts."
+            ) from None
+
+
+def _collect(chan: paramiko.Channel, timeout: float | None) -> tuple[int, bytes, bytes]:
+    out, err = bytearray(), bytearray()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        while chan.recv_ready():
+            out += chan.recv(65536)
+        while chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            chan.close()
+            return 124, bytes(out), bytes(err) + f"\n(timed out after {timeout} s)".encode()
+        # The channel's pipe wakes us when stdout data arrives or the channel closes;
+        # the short timeout covers stderr-only output.
+        select.select([chan], [], [], 0.05)
+    code = chan.recv_exit_status()
+    if code == -1:
+        raise EOFError("the connection closed before the command finished")
+    return code, bytes(out), bytes(err)
+
+
+def _known_hosts_name(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
+def _fingerprint(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.fingerprint}"
+
+
+class _TrustPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown keys with their fingerprint, or add them when the user said so."""
+
+    def __init__(self, host: SSHHost):
+        self.host = host
+
+    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 (paramiko's signature)
+        h = self.host
+        if not h.trust_unknown_host_key:
+            raise HostKeyError(
+                f"{h.name}: unknown host key {_fingerprint(key)}; it is not in "
+                f"{h.known_hosts}. Check that fingerprint on the host "
+                "(`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then set "
+                "'trust_unknown_host_key: true' once to record it, or add the key to "
+                "'known_hosts' yourself."
+            )
+        path = Path(h.known_hosts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def port_open(address: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to address:port succeeds (a probe, from the runner)."""
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

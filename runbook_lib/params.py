@@ -1,0 +1,291 @@
+"""The runbook's parameters: one typed model, loaded from YAML or a notebook's namespace.
+
+Every notebook's ``parameters`` cell lists these names as plain literals; papermill
+(``-f parameters/lab.yaml``) or the operator overrides them. :func:`load` validates them
+all before anything on the host changes: unknown names are refused, and every error names
+the parameter, the bad value and a good example.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ParameterError
+from .secrets import Secret
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+# A good value for each parameter, shown in error messages.
+EXAMPLES: dict[str, str] = {
+    "host": "docker.example.com or 192.0.2.10",
+    "ssh_port": "22",
+    "ssh_user": "root or deploy",
+    "ssh_key_file": "~/.ssh/id_ed25519",
+    "ssh_password": "env:SSH_PASSWORD",
+    "sudo_password": "env:SUDO_PASSWORD",
+    "known_hosts": "~/.ssh/known_hosts",
+    "ssh_timeout": "10",
+    "docker_source": "distribution or docker",
+    "docker_version": "null (latest) or 24.0.7",
+    "swarm_advertise_addr": "null (auto) or 192.0.2.10",
+    "work_dir": "/home/docker",
+    "registry_host": "docker.example.com",
+    "registry_names": "[registry.internal, 192.0.2.10]",
+    "registry_port": "5000",
+    "registry_image": "registry:2",
+    "registry_publish_mode": "host or ingress",
+    "stack_name": "manager",
+    "registry_users": "{admin: env:REGISTRY_PASSWORD}",
+    "registry_remove_users": "[olduser]",
+    "registry_bcrypt_cost": "10",
+    "tls_key_type": "ecdsa or rsa",
+    "tls_key_size": "256 for ecdsa, 4096 for rsa",
+    "tls_days": "365",
+    "tls_ca": "false",
+    "trust_on_runner": "false",
+    "verify_image": "hello-world",
+    "portainer_enabled": "true",
+    "portainer_image": "portainer/portainer-ce:lts",
+    "portainer_port": "9443",
+    "portainer_admin_password": "env:PORTAINER_PASSWORD",
+}
+
+SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
+
+
+class Params(BaseModel):
+    """All parameters. See ``parameters/example.yaml`` for what each one means."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    # How to reach the host
+    host: str
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str = "root"
+    ssh_key_file: str | None = None
+    ssh_password: Secret | None = None
+    sudo_password: Secret | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    trust_unknown_host_key: bool = False
+    ssh_timeout: float = Field(10.0, gt=0, le=300)
+
+    # Docker engine
+    docker_source: Literal["distribution", "docker"] = "docker"
+    docker_version: str | None = None
+
+    # Swarm
+    swarm_advertise_addr: str | None = None
+
+    # Registry
+    work_dir: str = "/home/docker"
+    registry_host: str
+    registry_names: list[str] = []
+    registry_port: int = Field(5000, ge=1, le=65535)
+    registry_image: str = "registry:2"
+    registry_publish_mode: Literal["host", "ingress"] = "host"
+    stack_name: str = "manager"
+    registry_users: dict[str, Secret] = {}
+    registry_remove_users: list[str] = []
+    registry_bcrypt_cost: int = Field(10, ge=4, le=16)
+
+    # TLS
+    tls_key_type: Literal["ecdsa", "rsa"] = "ecdsa"
+    tls_key_size: int = 256
+    tls_days: int = Field(365, ge=1, le=3650)
+    tls_ca: bool = False
+    trust_on_runner: bool = False
+
+    # Verification
+    verify_image: str = "hello-world"
+
+    # Portainer
+    portainer_enabled: bool = False
+    portainer_image: str = "portainer/portainer-ce:lts"
+    portainer_agent_image: str = "portainer/agent:lts"
+    portainer_port: int = Field(9443, ge=1, le=65535)
+    portainer_admin_password: Secret | None = None
+
+    # Set by `runbook run --check`: show the plan, change nothing.
+    check_mode: bool = False
+
+    # -- field checks ---------------------------------------------------------------------
+    @field_validator("ssh_password", "sudo_password", "portainer_admin_password", mode="before")
+    @classmethod
+    def _secret(cls, v: Any, info) -> Any:  # noqa: ANN001
+        return v if v is None or isinstance(v, Secret) else Secret(v, parameter=info.field_name)
+
+    @field_validator("registry_users", mode="before")
+    @classmethod
+    def _users(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, Mapping):
+            raise ValueError("must be a mapping of user name to a secret reference")
+        out = {}
+        for name, ref in v.items():
+            _check_registry_user(str(name))
+            out[str(name)] = (
+                ref if isinstance(ref, Secret) else Secret(ref, parameter=f"registry_users.{name}")
+            )
+        return out
+
+    @field_validator("registry_remove_users")
+    @classmethod
+    def _removed(cls, v: list[str]) -> list[str]:
+        for name in v:
+            _check_registry_user(name)
+        return v
+
+    @field_validator("host", "registry_host")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not is_host_or_ip(v):
+            raise ValueError("not a valid host name or IP address")
+        return v
+
+    @field_validator("registry_names")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not is_host_or_ip(name.removeprefix("*.")):
+                raise ValueError(f"{name!r} is not a valid host name or IP address")
+        return v
+
+    @field_validator("swarm_advertise_addr")
+    @classmethod
+    def _advertise(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ipaddress.ip_address(v)
+            except ValueError:
+                if not re.match(r"^[a-zA-Z0-9_.-]+$", v):
+                    raise ValueError("must be an IP address or an interface name") from None
+        return v
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, v: str) -> str:
+        if not _USER.match(v):
+            raise ValueError("not a valid Unix user name")
+        return v
+
+    @field_validator("ssh_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"no such file: {Path(v).expanduser()}")
+        return v
+
+    @field_validator("stack_name")
+    @classmethod
+    def _docker_name(cls, v: str) -> str:
+        if not _DOCKER_NAME.match(v):
+            raise ValueError("Docker names are letters, digits, '_', '.', '-'")
+        return v
+
+    @field_validator("work_dir")
+    @classmethod
+    def _abs_path(cls, v: str) -> str:
+        if not v.startswith("/") or "\n" in v or v.rstrip("/") == "":
+            raise ValueError("must be an absolute path other than /")
+        return v.rstrip("/")
+
+    @field_validator("tls_key_size")
+    @classmethod
+    def _key_size(cls, v: int, info) -> int:  # noqa: ANN001
+        allowed = {"ecdsa": (256, 384), "rsa": (2048, 3072, 4096)}[
+            info.data.get("tls_key_type", "ecdsa")
+        ]
+        if v not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))} for this key type")
+        return v
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def registry(self) -> str:
+        """``HOST:PORT``, what clients log in to, tag with and push to."""
+        return f"{_bracket(self.registry_host)}:{self.registry_port}"
+
+    @property
+    def all_registry_names(self) -> list[str]:
+        return list(dict.fromkeys([self.registry_host, *self.registry_names]))
+
+
+def is_host_or_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(value)) and not value.replace(".", "").isdigit()
+
+
+def _check_registry_user(name: str) -> None:
+    if not name or ":" in name or any(c.isspace() or ord(c) < 32 for c in name) or len(name) > 255:
+        raise ValueError(
+            f"user name {name!r} is not allowed: it must be non-empty, without ':' or spaces"
+        )
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def load(values: Mapping[str, Any]) -> Params:
+    """Validate a mapping of parameters; raise :class:`ParameterError` on the first problem."""
+    try:
+        return Params(**dict(values))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "?"
+        top = str(err["loc"][0]) if err["loc"] else name
+        if err["type"] == "extra_forbidden":
+            raise ParameterError(
+                name,
+                err.get("input"),
+                "unknown parameter",
+                f"one of: {', '.join(Params.model_fields)}",
+            ) from None
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ParameterError):
+            raise cause from None
+        problem = err["msg"].removeprefix("Value error, ")
+        raise ParameterError(name, err.get("input"), problem, EXAMPLES.get(top)) from None
+
+
+def load_yaml(path: str | Path) -> Params:
+    """Read and validate a parameters file."""
+    return load(read_yaml(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ParameterError("parameters file", str(path), exc.strerror or str(exc)) from None
+    except yaml.YAMLError as exc:
+        raise ParameterError("parameters file", str(path), f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParameterError(
+            "parameters file",
+            str(path),
+            "must be a YAML mapping of names to values",
+            "host: 192.0.2.10",
+        )
+    return data
+
+
+def from_namespace(namespace: Mapping[str, Any]) -> Params:
+    """Collect the parameters a notebook's ``parameters`` cell (and papermill) defined."""
+    return load({k: namespace[k] for k in Params.model_fields if k in namespace})

@@ -1,0 +1,180 @@
+"""Steps: look, decide, act; and the record of what each step did.
+
+A step reads facts from the host, plans the actions that would bring it to the wanted state
+(an empty plan when it is already there), and applies them unless the run is a dry run.
+"Changed" has a definition: at least one action ran and succeeded. A step returns a
+:class:`StepResult`, which a notebook shows as one readable line.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import CommandFailed, RunbookError
+from .hosts import Host
+
+Status = Literal["ok", "changed", "failed", "skipped"]
+REPORT_MIME = "application/vnd.runbook.report+json"
+
+
+@dataclass(frozen=True)
+class Cmd:
+    """A command to run as root; ``stdin`` may carry data (never shown)."""
+
+    argv: Sequence[str]
+    stdin: bytes | str | None = None
+    timeout: float | None = 600
+
+    def describe(self) -> str:
+        import shlex
+
+        return shlex.join(self.argv)
+
+    def apply(self, host: Host) -> None:
+        host.run(self.argv, stdin=self.stdin, timeout=self.timeout)
+
+
+@dataclass(frozen=True)
+class Put:
+    """A file to write atomically with a mode and owner. Its content is never shown."""
+
+    path: str
+    data: bytes | str
+    mode: int = 0o644
+    owner: str = "root:root"
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:o})"
+
+    def apply(self, host: Host) -> None:
+        host.put(self.path, self.data, mode=self.mode, owner=self.owner)
+
+
+@dataclass(frozen=True)
+class Call:
+    """Work that is not one command (e.g. waiting for a service); ``fn`` gets the host."""
+
+    text: str
+    fn: Callable[[Host], Any]
+
+    def describe(self) -> str:
+        return self.text
+
+    def apply(self, host: Host) -> None:
+        self.fn(host)
+
+
+Action = Cmd | Put | Call
+
+
+@dataclass
+class StepResult:
+    """What one step found or did, in a form a notebook shows and a test reads."""
+
+    name: str
+    status: Status
+    reason: str
+    actions: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return self.status == "changed"
+
+    def _label(self) -> str:
+        return "would change" if self.dry_run and self.changed else self.status
+
+    def __str__(self) -> str:
+        text = f"{self._label():>12}  {self.name}: {self.reason}"
+        for a in self.actions:
+            text += f"\n{'':>14}- {a}"
+        return text
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        colour = {"ok": "#2e7d32", "changed": "#e65100", "failed": "#c62828"}.get(
+            self.status, "#555"
+        )
+        rows = "".join(f"<li><code>{html.escape(a)}</code></li>" for a in self.actions)
+        details = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+            for k, v in self.details.items()
+        )
+        return (
+            f'<div><b style="color:{colour}">{html.escape(self._label())}</b> '
+            f"<b>{html.escape(self.name)}</b>: {html.escape(self.reason)}"
+            + (f"<ul>{rows}</ul>" if rows else "")
+            + (f"<table>{details}</table>" if details else "")
+            + "</div>"
+        )
+
+
+class StepFailed(RunbookError):
+    """A step could not finish; names the step and carries the underlying error."""
+
+    def __init__(self, step: str, cause: Exception):
+        self.step = step
+        self.cause = cause
+        super().__init__(f"step {step!r} failed: {cause}")
+
+
+def apply(
+    host: Host,
+    name: str,
+    plan: Sequence[Action],
+    *,
+    unchanged: str,
+    changed: str | None = None,
+    dry_run: bool = False,
+    details: dict[str, Any] | None = None,
+) -> StepResult:
+    """Apply a plan and say what happened: ``ok`` when the plan is empty, else ``changed``."""
+    start = time.monotonic()
+    described = [a.describe() for a in plan]
+    if not plan:
+        return StepResult(
+            name, "ok", unchanged, [], details or {}, time.monotonic() - start, dry_run
+        )
+    if not dry_run:
+        for action in plan:
+            try:
+                action.apply(host)
+            except CommandFailed as exc:
+                exc.step = name
+                raise CommandFailed(exc.result, step=name) from None
+            except RunbookError as exc:
+                raise StepFailed(name, exc) from None
+    return StepResult(
+        name,
+        "changed",
+        changed or f"{len(plan)} action(s)",
+        described,
+        details or {},
+        time.monotonic() - start,
+        dry_run,
+    )
+
+
+def report(notebook: str, results: Sequence[StepResult]) -> dict[str, Any]:
+    """The outcome of a notebook, as the runner reads it back from the last cell."""
+    statuses = [r.status for r in results]
+    status = "failed" if "failed" in statuses else "changed" if "changed" in statuses else "ok"
+    return {
+        "notebook": notebook,
+        "status": status,
+        "changed": statuses.count("changed"),
+        "steps": [asdict(r) for r in results],
+    }
+
+
+def to_json(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, default=str, indent=1)

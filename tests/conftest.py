@@ -1,0 +1,57 @@
+"""Shared fixtures: the local lab's SSH target (tests/lab/up.sh) as hosts and parameters."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runbook_lib.hosts import SSHHost
+from runbook_lib.secrets import Secret
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB_DIR = Path(os.environ.get("LAB_DIR", "/var/lib/runbook-lab"))
+CLIENT = LAB_DIR / "client"
+LAB_ADDRESS, LAB_PORT = "127.0.0.1", 2222
+
+
+def _lab_up() -> bool:
+    from runbook_lib.hosts import port_open
+
+    return (CLIENT / "id_ed25519").exists() and port_open(LAB_ADDRESS, LAB_PORT, 1.0)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Path:
+    """The lab's client folder; skips (or fails, when RUNBOOK_REQUIRE_LAB=1) without a lab."""
+    if not _lab_up():
+        if os.environ.get("RUNBOOK_REQUIRE_LAB") == "1":
+            pytest.fail("the lab is not up: run `bash tests/lab/up.sh`")
+        pytest.skip("the lab is not up: run `bash tests/lab/up.sh`")
+    return CLIENT
+
+
+def lab_host(user: str = "root", **kwargs) -> SSHHost:
+    kwargs.setdefault("key_file", str(CLIENT / "id_ed25519"))
+    kwargs.setdefault("known_hosts", str(CLIENT / "known_hosts"))
+    return SSHHost(LAB_ADDRESS, port=LAB_PORT, user=user, **kwargs)
+
+
+@pytest.fixture
+def root_host(lab):
+    with lab_host("root") as h:
+        yield h
+
+
+@pytest.fixture
+def sudo_host(lab):
+    pw = Secret(f"file:{CLIENT / 'deploy.password'}", parameter="sudo_password")
+    with lab_host("deploy", sudo_password=pw) as h:
+        yield h
+
+
+@pytest.fixture
+def nopass_host(lab):
+    with lab_host("nopass") as h:
+        yield h
