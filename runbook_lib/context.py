@@ -30,6 +30,10 @@ class Runbook:
         self.results: list[StepResult] = []
         self._facts: facts_mod.HostFacts | None = None
 
+    def __repr__(self) -> str:
+        mode = "  (check mode: nothing will change)" if self.dry_run else ""
+        return f"{self.notebook}: host {self.host.name}, registry {self.p.registry}{mode}"
+
     @property
     def dry_run(self) -> bool:
         return self.p.check_mode

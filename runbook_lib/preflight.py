@@ -1,0 +1,110 @@
+"""Preflight: can this host be set up? Reads facts only; changes nothing.
+
+The tutorial assumed one CentOS 7 host. CentOS 7 is end-of-life and Docker no longer ships
+for it, so the runbook supports EL 8/9, Debian and Ubuntu (EL 7 with a warning), and says
+plainly what it cannot do on the host it finds (for example, enable a service at boot when
+systemd does not run the host).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from .context import Runbook, step
+from .errors import UnsupportedHost
+from .facts import HostFacts
+from .steps import StepResult
+
+MIN_FREE_GIB = 2
+ARCHES = ("x86_64", "aarch64")
+SUPPORTED = {
+    "debian": {"debian": 11, "ubuntu": 20},
+    "rhel": {"rhel": 8, "centos": 7, "rocky": 8, "almalinux": 8, "ol": 8},
+}
+
+
+def check_os(f: HostFacts) -> str:
+    """A one-line verdict on the OS, or :class:`UnsupportedHost`."""
+    os_ = f.os
+    if os_.family == "other":
+        raise UnsupportedHost(
+            f"{os_.pretty} is not supported: the runbook knows Debian, Ubuntu and EL 8/9 "
+            "(RHEL, Rocky, AlmaLinux, CentOS Stream)."
+        )
+    if f.arch not in ARCHES:
+        raise UnsupportedHost(f"architecture {f.arch} is not supported ({', '.join(ARCHES)})")
+    minimum = SUPPORTED[os_.family].get(os_.id)
+    if minimum and os_.major and os_.major < minimum:
+        raise UnsupportedHost(f"{os_.pretty} is too old (at least version {minimum} is needed)")
+    note = ""
+    if os_.family == "rhel" and os_.major == 7:
+        note = " (EL 7 is end-of-life: Docker CE no longer ships for it; use at your own risk)"
+    return f"{os_.pretty}, {f.arch}, package family {os_.family}{note}"
+
+
+def check_init(f: HostFacts) -> str:
+    if f.init == "systemd":
+        return "systemd runs the host: services can be enabled at boot"
+    return (
+        f"PID 1 is {f.init!r}, not systemd: the Docker service can be started "
+        "but not enabled at boot by the runbook; arrange that yourself"
+    )
+
+
+@step("Operating system")
+def os_release(rb: Runbook) -> StepResult:
+    f = rb.facts()
+    return StepResult("Operating system", "ok", check_os(f), details={"init": check_init(f)})
+
+
+@step("Privileges")
+def privileges(rb: Runbook) -> StepResult:
+    uid = rb.host.run(["id", "-u"]).stdout.strip()
+    if uid != "0":
+        raise UnsupportedHost(f"commands do not run as root on {rb.host.name} (uid {uid})")
+    how = "as root" if rb.host.is_root else f"as {rb.host.user} through sudo"
+    return StepResult("Privileges", "ok", f"commands run {how}")
+
+
+@step("Disk space")
+def disk(rb: Runbook) -> StepResult:
+    free = rb.facts().free_kib
+    where = "/var" if "/var" in free else "/"
+    gib = free.get(where, 0) / 1024 / 1024
+    if gib < MIN_FREE_GIB:
+        raise UnsupportedHost(
+            f"only {gib:.1f} GiB free on {where}; images and the registry's data need at "
+            f"least {MIN_FREE_GIB} GiB"
+        )
+    return StepResult("Disk space", "ok", f"{gib:.1f} GiB free on {where}")
+
+
+@step("Registry port")
+def registry_port(rb: Runbook) -> StepResult:
+    p, f = rb.p, rb.facts()
+    if not f.port_in_use(p.registry_port):
+        return StepResult("Registry port", "ok", f"port {p.registry_port} is free")
+    service = f"{p.stack_name}_registry"
+    if f.docker_server and rb.host.run(["docker", "service", "inspect", service], check=False).ok:
+        return StepResult("Registry port", "ok", f"port {p.registry_port} is served by {service}")
+    raise UnsupportedHost(
+        f"port {p.registry_port} is already in use on the host by something other than "
+        f"the registry service {service}; choose another 'registry_port' or free it"
+    )
+
+
+@step("Registry address")
+def registry_address(rb: Runbook) -> StepResult:
+    name = rb.p.registry_host
+    try:
+        ipaddress.ip_address(name)
+        return StepResult("Registry address", "ok", f"{name} is an IP address")
+    except ValueError:
+        pass
+    r = rb.host.run(["getent", "hosts", name], privileged=False, check=False)
+    if not r.ok:
+        raise UnsupportedHost(
+            f"the host cannot resolve 'registry_host' {name!r}: add a DNS record (or an "
+            "/etc/hosts line) pointing at the host, or use its IP address"
+        )
+    return StepResult("Registry address", "ok", f"{name} resolves to {r.stdout.split()[0]}")

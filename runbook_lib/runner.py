@@ -1,0 +1,182 @@
+"""The run driver: execute the notebooks in order with papermill, keep each as a record.
+
+Each run gets a folder ``runs/<UTC time>-<host>/`` with one executed notebook per section and
+``summary.json``. The run stops at the first failing notebook; the executed copy of that
+notebook shows the failing cell (papermill marks it), and the error names notebook, cell
+and error. Parameters are validated, and secret references resolved, before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import params as params_mod
+from .errors import RunbookError
+from .secrets import Secret
+from .steps import REPORT_MIME
+
+NOTEBOOKS = Path(
+    os.environ.get("RUNBOOK_NOTEBOOKS", Path(__file__).resolve().parents[1] / "notebooks")
+)
+RUN_DIR_ENV = "RUNBOOK_RUN_DIR"  # where a notebook may leave files for the run (ca.crt)
+
+
+@dataclass
+class NotebookOutcome:
+    name: str
+    status: str  # ok, changed, failed, skipped
+    changed: int = 0
+    seconds: float = 0.0
+    output: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunSummary:
+    host: str
+    registry: str
+    started: str
+    check: bool
+    folder: str
+    notebooks: list[NotebookOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> NotebookOutcome | None:
+        return next((n for n in self.notebooks if n.status == "failed"), None)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps(data, indent=2)
+
+
+class NotebookFailed(RunbookError):
+    pass
+
+
+def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
+    return sorted(p for p in directory.glob("[0-9][0-9]-*.ipynb"))
+
+
+def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> list[Path]:
+    """The notebooks to run, by number prefix (``--from 04``, ``--only 05 06``)."""
+    known = {p.name[:2] for p in all_nbs}
+    for n in [start, *(only or [])]:
+        if n is not None and n.zfill(2) not in known:
+            raise params_mod.ParameterError(
+                "notebook", n, "no such notebook number", ", ".join(sorted(known))
+            )
+    chosen = all_nbs
+    if start:
+        chosen = [p for p in chosen if p.name[:2] >= start.zfill(2)]
+    if only:
+        wanted = {n.zfill(2) for n in only}
+        chosen = [p for p in chosen if p.name[:2] in wanted]
+    return chosen
+
+
+def resolve_secrets(p: params_mod.Params) -> None:
+    """Fail now, not halfway through, if a secret reference cannot be resolved."""
+    for name in params_mod.SECRET_FIELDS:
+        value = getattr(p, name)
+        if isinstance(value, Secret):
+            value.reveal()
+    for ref in p.registry_users.values():
+        ref.reveal()
+
+
+def read_report(nb_path: Path) -> dict[str, Any] | None:
+    nb = json.loads(nb_path.read_text())
+    for cell in reversed(nb.get("cells", [])):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if REPORT_MIME in data:
+                return data[REPORT_MIME]
+    return None
+
+
+def run(
+    params_file: str | Path,
+    *,
+    start: str | None = None,
+    only: list[str] | None = None,
+    check: bool = False,
+    out_root: str | Path = "runs",
+    log=print,
+) -> RunSummary:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    values = params_mod.read_yaml(params_file)
+    values["check_mode"] = check or bool(values.get("check_mode"))
+    p = params_mod.load(values)
+    resolve_secrets(p)
+    chosen = select(notebooks(), start, only)
+
+    now = datetime.now(timezone.utc)
+    folder = Path(out_root) / f"{now:%Y%m%dT%H%M%SZ}-{re.sub(r'[^A-Za-z0-9.-]', '_', p.host)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    summary = RunSummary(
+        p.host, p.registry, now.isoformat(timespec="seconds"), p.check_mode, str(folder)
+    )
+    os.environ[RUN_DIR_ENV] = str(folder.resolve())
+    log(f"run folder: {folder}{'  (check mode: nothing will change)' if check else ''}")
+
+    failed = False
+    for nb in chosen:
+        name = nb.stem
+        if failed:
+            summary.notebooks.append(NotebookOutcome(name, "skipped"))
+            continue
+        out = folder / nb.name
+        began = time.monotonic()
+        try:
+            papermill.execute_notebook(
+                str(nb),
+                str(out),
+                parameters=values,
+                cwd=str(nb.parent),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except PapermillExecutionError as exc:
+            failed = True
+            error = f"{name}, cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            summary.notebooks.append(
+                NotebookOutcome(name, "failed", 0, time.monotonic() - began, out.name, error)
+            )
+            log(f"  {name:<22} failed  ({time.monotonic() - began:.1f} s)\n    {error}")
+            continue
+        report = read_report(out) or {"status": "ok", "changed": 0}
+        outcome = NotebookOutcome(
+            name, report["status"], report["changed"], time.monotonic() - began, out.name
+        )
+        summary.notebooks.append(outcome)
+        log(
+            f"  {name:<22} {outcome.status:<8} {outcome.changed} changed  ({outcome.seconds:.1f} s)"
+        )
+    (folder / "summary.json").write_text(summary.to_json())
+    return summary
+
+
+def main_run(args) -> int:
+    """`runbook run`: returns the process exit code."""
+    summary = run(
+        args.params, start=args.start, only=args.only, check=args.check, out_root=args.out
+    )
+    bad = summary.failed
+    changed = sum(n.changed for n in summary.notebooks)
+    if bad:
+        print(
+            f"FAILED in {bad.name}: {bad.error}\nsee {summary.folder}/{bad.output}", file=sys.stderr
+        )
+        return 1
+    print(f"done: {changed} changed step(s); executed notebooks in {summary.folder}")
+    return 0

@@ -1,0 +1,79 @@
+"""Swarm: a single-node swarm that more nodes can join later (tutorial: 初始化集群).
+
+The tutorial ran a bare ``docker swarm init``, which fails on hosts with several addresses;
+the runbook passes ``--advertise-addr`` (the parameter, or the host's only address).
+"""
+
+from __future__ import annotations
+
+from .context import Runbook, step
+from .errors import ParameterError, RunbookError
+from .facts import HostFacts
+from .steps import Cmd, StepResult, apply
+
+# Interfaces Docker and container runtimes create; never the address other nodes use.
+_VIRTUAL = ("docker", "br-", "veth", "virbr", "cni", "flannel", "cali", "vxlan", "lo")
+
+# What other nodes need open to join this one later.
+PORTS = "2377/tcp (management), 7946/tcp+udp (gossip), 4789/udp (overlay traffic)"
+
+
+def advertise_address(f: HostFacts, wanted: str | None) -> str | None:
+    """The address to advertise, or None to let Docker choose (only loopback is there)."""
+    if wanted:
+        return wanted
+    candidates = {name: addr for name, addr in f.addresses.items() if not name.startswith(_VIRTUAL)}
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    if not candidates:
+        return None
+    listed = ", ".join(f"{a} ({n})" for n, a in candidates.items())
+    raise ParameterError(
+        "swarm_advertise_addr",
+        None,
+        f"the host has several addresses ({listed}); say which one other nodes reach it by",
+        next(iter(candidates.values())),
+    )
+
+
+def plan_init(f: HostFacts, wanted: str | None) -> list[Cmd]:
+    """Nothing when the swarm is active; ``docker swarm init`` when it is inactive."""
+    state = f.swarm.state
+    if state == "active":
+        if not f.swarm.is_manager:
+            raise RunbookError(
+                "this node is in a swarm but is not a manager: run the runbook on a manager"
+            )
+        return []
+    if state not in ("inactive", ""):
+        raise RunbookError(
+            f"the swarm is {state!r} on this node; see `docker info`. To start over: "
+            "`docker swarm leave --force` (this deletes the swarm's secrets)"
+        )
+    argv = ["docker", "swarm", "init"]
+    addr = advertise_address(f, wanted)
+    if addr:
+        argv += ["--advertise-addr", addr]
+    return [Cmd(argv)]
+
+
+@step("Swarm")
+def init(rb: Runbook) -> StepResult:
+    f = rb.facts()
+    if not f.docker_server:
+        raise RunbookError("the Docker engine does not answer: run notebook 02 first")
+    plan = plan_init(f, rb.p.swarm_advertise_addr)
+    s = f.swarm
+    result = apply(
+        rb.host,
+        "Swarm",
+        plan,
+        unchanged=f"swarm already active; this node ({s.node_addr}) is a manager of {s.nodes}",
+        changed="swarm initialised; this node is its manager",
+        dry_run=rb.dry_run,
+    )
+    if result.changed and not rb.dry_run:
+        s = rb.facts(refresh=True).swarm
+        result.details = {"node": s.node_id, "address": s.node_addr}
+    result.details["ports for more nodes"] = PORTS
+    return result
