@@ -1,0 +1,41 @@
+# make demo: install, bring up the lab, run the whole runbook against it.
+# make test: lint, notebook hygiene and every test (unit, lab, notebooks).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: demo test lint unit lab lab-down lab-reset install clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+lab: install
+	bash tests/lab/up.sh
+
+lab-down:
+	bash tests/lab/down.sh
+
+lab-reset:
+	bash tests/lab/reset.sh
+
+demo: lab
+	$(VENV)/bin/runbook run parameters/lab.yaml
+
+lint: install
+	$(VENV)/bin/ruff check runbook_lib tests
+	$(VENV)/bin/ruff format --check runbook_lib tests
+
+unit: install
+	$(VENV)/bin/pytest tests/unit -q
+
+test: lint lab
+	RUNBOOK_REQUIRE_LAB=1 $(VENV)/bin/pytest -q -ra
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""The committed notebooks: clean templates that follow one shape."""
+
+from __future__ import annotations
+
+import ast
+import json
+
+import pytest
+
+from runbook_lib.params import Params
+from runbook_lib.runner import notebooks
+
+NOTEBOOKS = notebooks()
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_shape(path):
+    nb = json.loads(path.read_text())
+    cells = nb["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    # Committed without outputs: executed copies go to runs/.
+    assert all(not c["outputs"] and c["execution_count"] is None for c in code), "has outputs"
+    # Opens with a title that names the tutorial's section.
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    # Exactly one parameters cell, listing every parameter as a plain literal.
+    tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    tree = ast.parse("".join(tagged[0]["source"]))
+    names = set()
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), "parameters cell holds assignments only"
+        ast.literal_eval(node.value)
+        names.add(node.targets[0].id)
+    assert names == set(Params.model_fields)
+    # Ends by recording its outcome for the runner.
+    assert "".join(code[-1]["source"]).strip() == "rb.finish()"
+    # Thin: no imports beyond the library, no sys.path edits.
+    for c in code:
+        src = "".join(c["source"])
+        assert "sys.path" not in src and "import *" not in src

@@ -1,0 +1,136 @@
+"""Parameter validation: every bad input names the parameter and a fix, never a secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook_lib import params
+from runbook_lib.errors import ParameterError, SecretError
+from runbook_lib.secrets import Secret
+
+BASE = {"host": "192.0.2.10", "registry_host": "docker.example.com"}
+
+
+def load(**over):
+    return params.load({**BASE, **over})
+
+
+def test_defaults_and_derived_values():
+    p = load()
+    assert p.registry == "docker.example.com:5000"
+    assert p.ssh_user == "root" and p.registry_publish_mode == "host"
+    assert load(registry_host="2001:db8::1").registry == "[2001:db8::1]:5000"
+    assert load(registry_names=["x.example.com", "docker.example.com"]).all_registry_names == [
+        "docker.example.com",
+        "x.example.com",
+    ]
+
+
+BAD = [
+    ({"host": "bad host"}, "host"),
+    ({"host": "-leading.dash"}, "host"),
+    ({"host": "a..b"}, "host"),
+    ({"host": ""}, "host"),
+    ({"host": "999.1.1.1"}, "host"),
+    ({"registry_host": "under_score.example.com"}, "registry_host"),
+    ({"registry_host": "x" * 64 + ".com"}, "registry_host"),
+    ({"registry_names": ["ok.example.com", "not ok"]}, "registry_names"),
+    ({"ssh_port": 0}, "ssh_port"),
+    ({"ssh_port": 65536}, "ssh_port"),
+    ({"ssh_port": "twenty-two"}, "ssh_port"),
+    ({"registry_port": -1}, "registry_port"),
+    ({"registry_port": 70000}, "registry_port"),
+    ({"portainer_port": 0}, "portainer_port"),
+    ({"ssh_user": "Bad User"}, "ssh_user"),
+    ({"ssh_user": ""}, "ssh_user"),
+    ({"ssh_key_file": "/nonexistent/id_ed25519"}, "ssh_key_file"),
+    ({"registry_users": {"a:b": "env:X"}}, "registry_users"),
+    ({"registry_users": {"": "env:X"}}, "registry_users"),
+    ({"registry_users": {"has space": "env:X"}}, "registry_users"),
+    ({"registry_users": ["admin"]}, "registry_users"),
+    ({"registry_remove_users": ["x:y"]}, "registry_remove_users"),
+    ({"registry_bcrypt_cost": 3}, "registry_bcrypt_cost"),
+    ({"registry_bcrypt_cost": 20}, "registry_bcrypt_cost"),
+    ({"tls_days": 0}, "tls_days"),
+    ({"tls_days": -5}, "tls_days"),
+    ({"tls_key_type": "dsa"}, "tls_key_type"),
+    ({"tls_key_type": "rsa", "tls_key_size": 1024}, "tls_key_size"),
+    ({"tls_key_size": 4096}, "tls_key_size"),
+    ({"registry_publish_mode": "mesh"}, "registry_publish_mode"),
+    ({"docker_source": "snap"}, "docker_source"),
+    ({"stack_name": "bad name"}, "stack_name"),
+    ({"work_dir": "relative/path"}, "work_dir"),
+    ({"work_dir": "/"}, "work_dir"),
+    ({"swarm_advertise_addr": "not an address!"}, "swarm_advertise_addr"),
+    ({"trust_unknown_host_key": "perhaps"}, "trust_unknown_host_key"),
+    ({"unknown_thing": 1}, "unknown_thing"),
+    ({"host": None}, "host"),
+]
+
+
+@pytest.mark.parametrize("over,name", BAD, ids=[n for _, n in BAD])
+def test_bad_input_names_the_parameter(over, name):
+    with pytest.raises(ParameterError) as info:
+        load(**over)
+    err = info.value
+    assert err.name.split(".")[0] == name
+    assert f"parameter {name!r}" in str(err) or f"parameter '{err.name}'" in str(err)
+
+
+def test_missing_required_parameter():
+    with pytest.raises(ParameterError, match="registry_host"):
+        params.load({"host": "192.0.2.10"})
+
+
+@pytest.mark.parametrize("field", ["ssh_password", "sudo_password", "portainer_admin_password"])
+def test_a_secret_value_is_refused_and_not_echoed(field):
+    with pytest.raises(ParameterError) as info:
+        load(**{field: "hunter2-plain"})
+    assert "hunter2-plain" not in str(info.value) and field in str(info.value)
+
+
+def test_a_registry_password_value_is_refused_and_not_echoed():
+    with pytest.raises(ParameterError) as info:
+        load(registry_users={"admin": "hunter2-plain"})
+    assert "hunter2-plain" not in str(info.value)
+    assert "registry_users" in str(info.value)
+
+
+def test_secret_references_resolve(tmp_path, monkeypatch):
+    monkeypatch.setenv("RB_TEST_SECRET", "s3cret")
+    f = tmp_path / "pw"
+    f.write_text("from-file\nignored\n")
+    p = load(sudo_password="env:RB_TEST_SECRET", registry_users={"a": f"file:{f}"})
+    assert p.sudo_password.reveal() == "s3cret"
+    assert p.registry_users["a"].reveal() == "from-file"
+    assert "s3cret" not in repr(p) and "from-file" not in repr(p)
+
+
+def test_unresolvable_secrets_say_where_to_look(tmp_path, monkeypatch):
+    monkeypatch.delenv("RB_TEST_UNSET", raising=False)
+    with pytest.raises(SecretError, match="RB_TEST_UNSET is not set"):
+        Secret("env:RB_TEST_UNSET", parameter="sudo_password").reveal()
+    with pytest.raises(SecretError, match="cannot read"):
+        Secret(f"file:{tmp_path}/missing", parameter="sudo_password").reveal()
+
+
+def test_yaml_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("host: [unclosed\n")
+    with pytest.raises(ParameterError, match="not valid YAML"):
+        params.load_yaml(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- host\n")
+    with pytest.raises(ParameterError, match="mapping"):
+        params.load_yaml(listy)
+    with pytest.raises(ParameterError, match="parameters file"):
+        params.load_yaml(tmp_path / "none.yaml")
+
+
+def test_parameter_files_in_the_repo_are_valid():
+    from tests.conftest import ROOT
+
+    for path in (ROOT / "parameters").glob("*.yaml"):
+        data = params.read_yaml(path)
+        data.pop("ssh_key_file", None)  # the lab's key exists only where the lab is up
+        params.load(data)
