@@ -275,6 +275,7 @@ class SSHHost(Host):
             client.connect(
                 self.address,
                 port=self.port,
+                sock=self._socket(),
                 username=self.user,
                 key_filename=self.key_file,
                 password=self._password.reveal() if self._password else None,
@@ -314,6 +315,12 @@ class SSHHost(Host):
         transport.set_keepalive(15)
         self._client = client
         return client
+
+    def _socket(self) -> socket.socket:
+        sock = socket.create_connection((self.address, self.port), timeout=self.timeout)
+        # Without it each small request waits for the peer's delayed ACK: ~40 ms a command.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def close(self) -> None:
         if self._client is not None:

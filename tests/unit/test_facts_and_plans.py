@@ -51,7 +51,7 @@ def test_parse_debian_host():
     [
         ('ID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"', "rhel", 9),
         ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"', "debian", 22),
-        ("ID=centos\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"", "rhel", 7),
+        ('ID=centos\nID_LIKE="rhel fedora"\nVERSION_ID="7"', "rhel", 7),
         ("ID=alpine\nVERSION_ID=3.19.0", "other", 3),
     ],
 )

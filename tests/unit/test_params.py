@@ -134,3 +134,10 @@ def test_parameter_files_in_the_repo_are_valid():
         data = params.read_yaml(path)
         data.pop("ssh_key_file", None)  # the lab's key exists only where the lab is up
         params.load(data)
+
+
+def test_the_example_documents_every_parameter():
+    from tests.conftest import ROOT
+
+    data = params.read_yaml(ROOT / "parameters" / "example.yaml")
+    assert set(data) == set(params.Params.model_fields)
