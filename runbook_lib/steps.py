@@ -178,3 +178,86 @@ def report(notebook: str, results: Sequence[StepResult]) -> dict[str, Any]:
 
 def to_json(obj: dict[str, Any]) -> str:
     return json.dumps(obj, default=str, indent=1)
+
+
+# -- files and directories, the most common plans ----------------------------------------
+
+_FILE_STATE = r"""
+for p in "$@"; do
+  if [ -e "$p" ]; then
+    printf '%s %s %s ' "$(stat -c '%a' "$p")" "$(stat -c '%U:%G' "$p")" "$(stat -c '%F' "$p" | tr ' ' _)"
+    if [ -f "$p" ]; then sha256sum < "$p" | cut -d' ' -f1; else echo -; fi
+  else
+    echo missing
+  fi
+done
+"""
+
+
+@dataclass(frozen=True)
+class PathState:
+    """Mode, owner, kind and content digest of a path on the host; ``exists`` False if absent."""
+
+    exists: bool
+    mode: int = 0
+    owner: str = ""
+    kind: str = ""
+    sha256: str = ""
+
+
+def path_states(host: Host, *paths: str) -> list[PathState]:
+    """Look at several paths in one command."""
+    out = host.sh(_FILE_STATE, *paths, display=f"stat {' '.join(paths)}").stdout.splitlines()
+    states = []
+    for line in out:
+        parts = line.split()
+        if parts == ["missing"]:
+            states.append(PathState(False))
+        else:
+            states.append(
+                PathState(True, int(parts[0], 8), parts[1], parts[2], parts[3].strip("-"))
+            )
+    return states
+
+
+def plan_dir(state: PathState, path: str, mode: int, owner: str = "root:root") -> list[Action]:
+    """Create a directory, or fix its mode and owner."""
+    if not state.exists:
+        return [
+            Cmd(
+                [
+                    "install",
+                    "-d",
+                    "-m",
+                    f"{mode:o}",
+                    "-o",
+                    owner.split(":")[0],
+                    "-g",
+                    owner.split(":")[1],
+                    path,
+                ]
+            )
+        ]
+    plan: list[Action] = []
+    if state.mode != mode:
+        plan.append(Cmd(["chmod", f"{mode:o}", path]))
+    if state.owner != owner:
+        plan.append(Cmd(["chown", owner, path]))
+    return plan
+
+
+def plan_file(
+    state: PathState, path: str, data: bytes | str, mode: int = 0o644, owner: str = "root:root"
+) -> list[Action]:
+    """Write a file whose content, mode or owner differs from what is wanted."""
+    import hashlib
+
+    raw = data.encode() if isinstance(data, str) else data
+    if (
+        state.exists
+        and state.sha256 == hashlib.sha256(raw).hexdigest()
+        and state.mode == mode
+        and state.owner == owner
+    ):
+        return []
+    return [Put(path, raw, mode, owner)]

@@ -1,0 +1,193 @@
+"""TLS for the registry (tutorial: 生成TLS证书): work directory, certificate, client trust.
+
+The pure work (keys, certificates, the keep-or-renew decision) is in :mod:`runbook_lib.tls`;
+this module reads and writes the files on the host. Layout, as in the tutorial:
+
+    WORK_DIR/certs/HOST.key   the registry's private key (0600)
+    WORK_DIR/certs/HOST.crt   its certificate
+    WORK_DIR/certs/ca.key     the local CA's key, with tls_ca (0600)
+    WORK_DIR/certs/ca.crt     what clients trust: the CA, or the self-signed certificate
+    /etc/docker/certs.d/NAME:PORT/ca.crt   Docker's trust, for every name of the registry
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tls
+from .context import Runbook, step
+from .hosts import LocalHost
+from .steps import Put, StepResult, apply, path_states, plan_dir, plan_file
+
+
+@dataclass(frozen=True)
+class Layout:
+    work_dir: str
+    certs: str
+    auth: str
+    key: str
+    cert: str
+    ca_key: str
+    ca_cert: str
+
+    @classmethod
+    def of(cls, work_dir: str, registry_host: str) -> Layout:
+        certs = f"{work_dir}/certs"
+        return cls(
+            work_dir=work_dir,
+            certs=certs,
+            auth=f"{work_dir}/auth",
+            key=f"{certs}/{registry_host}.key",
+            cert=f"{certs}/{registry_host}.crt",
+            ca_key=f"{certs}/ca.key",
+            ca_cert=f"{certs}/ca.crt",
+        )
+
+
+def layout(rb: Runbook) -> Layout:
+    return Layout.of(rb.p.work_dir, rb.p.registry_host)
+
+
+def trust_dirs(names: list[str], port: int) -> list[str]:
+    """Docker's per-registry trust folders: ``/etc/docker/certs.d/NAME:PORT``."""
+    return [f"/etc/docker/certs.d/{f'[{n}]' if ':' in n else n}:{port}" for n in names]
+
+
+@step("Work directory")
+def work_dir(rb: Runbook) -> StepResult:
+    lay = layout(rb)
+    wanted = [(lay.work_dir, 0o755), (lay.certs, 0o700), (lay.auth, 0o700)]
+    states = path_states(rb.host, *(p for p, _ in wanted))
+    plan = [
+        a for (path, mode), st in zip(wanted, states, strict=True) for a in plan_dir(st, path, mode)
+    ]
+    return apply(
+        rb.host,
+        "Work directory",
+        plan,
+        unchanged=f"{lay.work_dir} with certs/ and auth/ (owner-only) exists",
+        changed=f"{lay.work_dir} with certs/ and auth/ (owner-only) ready",
+        dry_run=rb.dry_run,
+    )
+
+
+@step("Certificate")
+def certificate(rb: Runbook) -> StepResult:
+    p, lay, host = rb.p, layout(rb), rb.host
+    names = p.all_registry_names
+    cert_pem, key_pem = host.get(lay.cert), host.get(lay.key)
+    reason = tls.needs_new_cert(cert_pem, key_pem, names)
+    if reason is None:
+        info = tls.cert_info(tls.load_cert(cert_pem))
+        return StepResult("Certificate", "ok", f"kept: {_describe(info)}", details=_details(info))
+    plan = []
+    if p.tls_ca:
+        ca_cert, ca_key, ca_plan = _ca(rb, lay)
+        plan += ca_plan
+    else:
+        ca_cert = ca_key = None
+    key = tls.generate_key(p.tls_key_type, p.tls_key_size)
+    cert = tls.make_server_cert(key, names, p.tls_days, ca_key, ca_cert)
+    plan += [
+        Put(lay.key, tls.key_to_pem(key), 0o600),
+        Put(lay.cert, tls.cert_to_pem(cert), 0o644),
+    ]
+    if not p.tls_ca:
+        plan.append(Put(lay.ca_cert, tls.cert_to_pem(cert), 0o644))
+    info = tls.cert_info(cert)
+    return apply(
+        host,
+        "Certificate",
+        plan,
+        unchanged="",
+        changed=f"new ({reason}): {_describe(info)}",
+        dry_run=rb.dry_run,
+        details=_details(info),
+    )
+
+
+def _ca(rb: Runbook, lay: Layout):
+    """The local CA: kept when valid for a year more, else made anew."""
+    pem, key_pem = rb.host.get(lay.ca_cert), rb.host.get(lay.ca_key)
+    if pem and key_pem:
+        try:
+            cert, key = tls.load_cert(pem), tls.load_key(key_pem)
+            if tls.cert_info(cert).days_left > max(rb.p.tls_days, 365):
+                return cert, key, []
+        except ValueError:
+            pass
+    key = tls.generate_key(rb.p.tls_key_type, rb.p.tls_key_size)
+    cert = tls.make_ca(key, f"{rb.p.registry_host} registry CA", 3650)
+    return (
+        cert,
+        key,
+        [Put(lay.ca_key, tls.key_to_pem(key), 0o600), Put(lay.ca_cert, tls.cert_to_pem(cert))],
+    )
+
+
+def _describe(info: tls.CertInfo) -> str:
+    names = ", ".join([*info.dns_names, *info.ip_addresses])
+    how = "self-signed" if info.is_self_signed else "signed by the local CA"
+    return f"{info.key_type}, {how}, for {names}, expires {info.not_after:%Y-%m-%d} ({info.days_left} days)"
+
+
+def _details(info: tls.CertInfo) -> dict[str, str]:
+    return {"SHA-256 fingerprint": info.sha256, "expires": f"{info.not_after:%Y-%m-%d %H:%M} UTC"}
+
+
+def ca_pem(rb: Runbook) -> bytes:
+    """What clients trust (public). In a dry run before the first real run, nothing yet."""
+    return rb.host.get(layout(rb).ca_cert) or b""
+
+
+def plan_trust(host, ca: bytes, names: list[str], port: int) -> list:
+    """Folders and ca.crt files for Docker's trust of every registry name
+    (``install -d`` creates /etc/docker/certs.d itself when missing)."""
+    dirs = trust_dirs(names, port)
+    states = path_states(host, *dirs, *(f"{d}/ca.crt" for d in dirs))
+    plan = []
+    for d, dstate, fstate in zip(dirs, states[: len(dirs)], states[len(dirs) :], strict=True):
+        plan += plan_dir(dstate, d, 0o755) + plan_file(fstate, f"{d}/ca.crt", ca)
+    return plan
+
+
+@step("Docker trusts the registry")
+def trust_on_host(rb: Runbook) -> StepResult:
+    """Install ca.crt where the host's Docker looks for it, for every registry name."""
+    p = rb.p
+    listed = ", ".join(
+        d.rsplit("/", 1)[1] for d in trust_dirs(p.all_registry_names, p.registry_port)
+    )
+    return apply(
+        rb.host,
+        "Docker trusts the registry",
+        plan_trust(rb.host, ca_pem(rb), p.all_registry_names, p.registry_port),
+        unchanged=f"ca.crt in place for {listed}",
+        changed=f"ca.crt installed for {listed}",
+        dry_run=rb.dry_run,
+    )
+
+
+@step("This machine trusts the registry")
+def trust_on_runner(rb: Runbook) -> StepResult:
+    """Keep ca.crt in the run folder; with ``trust_on_runner``, install it here as well."""
+    ca = ca_pem(rb)
+    run_dir = os.environ.get("RUNBOOK_RUN_DIR")
+    kept = ""
+    if run_dir and ca:
+        Path(run_dir, "ca.crt").write_bytes(ca)
+        kept = f"; ca.crt kept in {run_dir}"
+    name = "This machine trusts the registry"
+    if not rb.p.trust_on_runner:
+        return StepResult(name, "ok", f"not asked (trust_on_runner: false){kept}")
+    local = LocalHost()
+    return apply(
+        local,
+        name,
+        plan_trust(local, ca, rb.p.all_registry_names, rb.p.registry_port),
+        unchanged=f"ca.crt already trusted here{kept}",
+        changed=f"ca.crt installed here{kept}",
+        dry_run=rb.dry_run,
+    )

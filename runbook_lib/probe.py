@@ -1,0 +1,93 @@
+"""Ask the registry a question over HTTPS, from the host itself, through the SSH connection.
+
+The request leaves the host's own loopback, so no port needs to be open to the machine
+running the runbook, and no HTTP client needs to be installed on the host. TLS is verified
+against the registry's CA and name, exactly as a Docker client would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+from dataclasses import dataclass
+
+from .hosts import SSHHost
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body or b"null")
+
+
+def https_get(
+    host: SSHHost,
+    port: int,
+    server_name: str,
+    ca_pem: bytes,
+    path: str = "/v2/",
+    auth: tuple[str, str] | None = None,
+    timeout: float = 5.0,
+) -> Answer:
+    """GET ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
+    nothing answers (or ``ssl.SSLError`` when TLS does not verify)."""
+    transport = host.connect().get_transport()
+    assert transport is not None
+    try:
+        chan = transport.open_channel(
+            "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout
+        )
+    except Exception as exc:  # paramiko.ChannelException: connection refused there
+        raise OSError(f"nothing listens on the host's port {port} ({exc})") from None
+    chan.settimeout(timeout)
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    try:
+        _pump(tls.do_handshake, tls, chan, incoming, outgoing)
+        head = f"GET {path} HTTP/1.0\r\nHost: {server_name}:{port}\r\n"
+        if auth:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            head += f"Authorization: Basic {token}\r\n"
+        _pump(lambda: tls.write((head + "\r\n").encode()), tls, chan, incoming, outgoing)
+        data = bytearray()
+        while True:
+            try:
+                chunk = _pump(lambda: tls.read(65536), tls, chan, incoming, outgoing)
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            if not chunk:
+                break
+            data += chunk
+    except TimeoutError:
+        raise OSError(f"the registry on port {port} did not answer within {timeout} s") from None
+    finally:
+        chan.close()
+    status_line, _, rest = bytes(data).partition(b"\r\n")
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise OSError(f"not an HTTP answer: {status_line[:80]!r}")
+    return Answer(int(parts[1]), rest.partition(b"\r\n\r\n")[2])
+
+
+def _pump(op, tls, chan, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
+    """Run an SSL operation, moving bytes between the memory BIOs and the channel."""
+    while True:
+        try:
+            result = op()
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                chan.sendall(outgoing.read())
+            chunk = chan.recv(65536)
+            if not chunk:
+                incoming.write_eof()
+            else:
+                incoming.write(chunk)
+            continue
+        if outgoing.pending:
+            chan.sendall(outgoing.read())
+        return result

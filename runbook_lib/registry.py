@@ -1,0 +1,168 @@
+"""The registry service (tutorial: 运行仓库服务): stack file, deploy, wait until it answers.
+
+The stack file is rendered by :mod:`runbook_lib.stackfile` (see there for what changed from
+the tutorial's ``docker-compose.yml``) and written to ``WORK_DIR/docker-compose.yml``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from . import probe, stackfile
+from .certs import ca_pem, layout
+from .context import Runbook, step
+from .errors import RunbookError, WaitTimeout
+from .steps import Call, Cmd, StepResult, apply, path_states, plan_file
+from .users import htpasswd_path
+
+SERVICE = "registry"
+_OUR_SECRET = re.compile(r"^registry_(cert|key|htpasswd)_[0-9a-f]{12}$")
+
+
+def stack_path(rb: Runbook) -> str:
+    return f"{rb.p.work_dir}/docker-compose.yml"
+
+
+def wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
+    """The stack for the current parameters and the files on the host."""
+    p, lay = rb.p, layout(rb)
+    files = [lay.cert, lay.key, htpasswd_path(rb)]
+    states = path_states(rb.host, *files)
+    missing = [f for f, s in zip(files, states, strict=True) if not s.exists]
+    if missing:
+        raise RunbookError(
+            f"missing {', '.join(missing)}: run notebooks 05 (TLS) and 06 (users) first"
+        )
+    cert, key, users = (s.sha256[:12] for s in states)
+    return stackfile.RegistryStack(
+        stack=p.stack_name,
+        image=p.registry_image,
+        port=p.registry_port,
+        publish_mode=p.registry_publish_mode,
+        cert_file=lay.cert,
+        key_file=lay.key,
+        htpasswd_file=htpasswd_path(rb),
+        cert_digest=cert,
+        key_digest=key,
+        htpasswd_digest=users,
+    )
+
+
+@step("Stack file")
+def stack_file(rb: Runbook) -> StepResult:
+    stack = wanted_stack(rb)
+    path = stack_path(rb)
+    (state,) = path_states(rb.host, path)
+    return apply(
+        rb.host,
+        "Stack file",
+        plan_file(state, path, stackfile.render(stack), 0o644),
+        unchanged=f"{path} is up to date",
+        changed=f"{path} written",
+        dry_run=rb.dry_run,
+    )
+
+
+def deployed(rb: Runbook) -> tuple[str, list[str]] | None:
+    """The running service's image and secret names, or None when there is no service."""
+    r = rb.host.run(
+        [
+            "docker",
+            "service",
+            "inspect",
+            f"{rb.p.stack_name}_{SERVICE}",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
+            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}} {{.SecretName}}{{end}}",
+        ],
+        check=False,
+    )
+    if not r.ok:
+        return None
+    image, *secrets = r.stdout.split()
+    return image.split("@")[0], sorted(secrets)
+
+
+def plan_deploy(
+    current: tuple[str, list[str]] | None, stack: stackfile.RegistryStack, path: str
+) -> list:
+    """Deploy when the service is missing or runs another image or other secrets."""
+    if current == (stack.image, sorted(stackfile.secret_names(stack))):
+        return []
+    return [Cmd(["docker", "stack", "deploy", "--compose-file", path, stack.stack], timeout=900)]
+
+
+@step("Registry service")
+def deploy(rb: Runbook) -> StepResult:
+    stack = wanted_stack(rb)
+    current = deployed(rb)
+    plan = plan_deploy(current, stack, stack_path(rb))
+    if plan:
+        plan.append(Call("remove secrets of earlier versions", lambda h: _prune_secrets(rb, stack)))
+    why = "deployed" if current is None else "updated (new image, certificate or users)"
+    return apply(
+        rb.host,
+        "Registry service",
+        plan,
+        unchanged=f"service {stack.stack}_{SERVICE} runs {stack.image} with the current certificate and users",
+        changed=f"service {stack.stack}_{SERVICE} {why}",
+        dry_run=rb.dry_run,
+    )
+
+
+def _prune_secrets(rb: Runbook, stack: stackfile.RegistryStack) -> None:
+    keep = set(stackfile.secret_names(stack))
+    names = rb.host.run(["docker", "secret", "ls", "--format", "{{.Name}}"]).stdout.split()
+    old = [n for n in names if _OUR_SECRET.match(n) and n not in keep]
+    if old:
+        # A secret still used by a rolling service refuses removal: the next run retries.
+        rb.host.run(["docker", "secret", "rm", *old], check=False)
+
+
+def first_user(rb: Runbook) -> tuple[str, str]:
+    user, ref = next(iter(rb.p.registry_users.items()))
+    return user, ref.reveal()
+
+
+@step("Registry answers")
+def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
+    """Poll ``/v2/`` until it answers 401 without credentials and 200 with them."""
+    name = "Registry answers"
+    if rb.dry_run:
+        return StepResult(name, "skipped", "dry run: not waiting")
+    p, ca = rb.p, ca_pem(rb)
+    start, last, shown = time.monotonic(), "nothing yet", 0.0
+    while True:
+        try:
+            anon = probe.https_get(rb.host, p.registry_port, p.registry_host, ca)
+            if anon.status == 401:
+                auth = probe.https_get(
+                    rb.host, p.registry_port, p.registry_host, ca, auth=first_user(rb)
+                )
+                if auth.status == 200:
+                    waited = time.monotonic() - start
+                    return StepResult(
+                        name,
+                        "ok",
+                        f"https://{p.registry}/v2/ answers 401 without and 200 with credentials"
+                        + (f" (after {waited:.0f} s)" if waited >= 1 else ""),
+                    )
+                last = f"{auth.status} with the credentials of {first_user(rb)[0]!r}"
+            else:
+                last = f"{anon.status} without credentials (expected 401)"
+        except OSError as exc:
+            last = str(exc)
+        waited = time.monotonic() - start
+        if waited > timeout:
+            tasks = rb.host.run(
+                ["docker", "service", "ps", "--no-trunc", f"{p.stack_name}_{SERVICE}"], check=False
+            )
+            raise WaitTimeout(
+                f"the registry did not answer within {timeout:.0f} s; last seen: {last}\n"
+                f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
+            )
+        if waited - shown >= 5:
+            print(f"waiting for the registry ({waited:.0f} s): {last}", flush=True)
+            shown = waited
+        time.sleep(0.5)
