@@ -1,0 +1,126 @@
+"""Verification (tutorial: 验证): run, tag, log in, push, remove, pull, as the tutorial did.
+
+These steps check; they leave the host as they found it, so they report ``ok`` when the
+check passes. Logging in uses a throw-away Docker client configuration that is removed in
+the same command, so the registry password is never stored on the host (``docker login``
+would otherwise keep it, base64-encoded, in ``~/.docker/config.json``).
+"""
+
+from __future__ import annotations
+
+from . import probe
+from .certs import ca_pem
+from .context import Runbook, step
+from .errors import RunbookError
+from .registry import first_user
+from .steps import StepResult
+
+# Runs "$4..." with a fresh DOCKER_CONFIG after logging in to "$3" as "$2"; the password
+# comes on standard input. The configuration (and the stored login) is gone on exit.
+_WITH_LOGIN = r"""
+set -e
+DOCKER_CONFIG=$(mktemp -d)
+export DOCKER_CONFIG
+trap 'rm -rf -- "$DOCKER_CONFIG"' EXIT
+docker login --username "$1" --password-stdin "$2" >/dev/null
+shift 2
+"$@"
+"""
+
+
+def pushed_name(rb: Runbook) -> str:
+    """The tutorial's ``<docker.domain.com>:5000/hello-world``."""
+    return f"{rb.p.registry}/{rb.p.verify_image.split('/')[-1]}"
+
+
+def _with_login(rb: Runbook, *argv: str) -> str:
+    user, password = first_user(rb)
+    return rb.host.sh(
+        _WITH_LOGIN,
+        user,
+        rb.p.registry,
+        *argv,
+        stdin=password,
+        display=f"docker login {rb.p.registry} (as {user}) && {' '.join(argv)}",
+    ).stdout
+
+
+def _first_line(text: str) -> str:
+    return next((line for line in text.splitlines() if line.strip()), "")
+
+
+@step("Run the image")
+def run_image(rb: Runbook) -> StepResult:
+    out = rb.host.run(["docker", "run", "--rm", rb.p.verify_image], timeout=300).stdout
+    return StepResult(
+        "Run the image", "ok", f"docker run --rm {rb.p.verify_image}: {_first_line(out)}"
+    )
+
+
+@step("Tag")
+def tag(rb: Runbook) -> StepResult:
+    rb.host.run(["docker", "tag", rb.p.verify_image, pushed_name(rb)])
+    return StepResult("Tag", "ok", f"{rb.p.verify_image} tagged as {pushed_name(rb)}")
+
+
+@step("Log in")
+def login(rb: Runbook) -> StepResult:
+    _with_login(rb, "true")
+    user = first_user(rb)[0]
+    return StepResult("Log in", "ok", f"docker login {rb.p.registry} as {user}: Login Succeeded")
+
+
+@step("Push")
+def push(rb: Runbook) -> StepResult:
+    out = _with_login(rb, "docker", "push", pushed_name(rb))
+    digest = next((w for w in out.split() if w.startswith("sha256:")), "")
+    return StepResult("Push", "ok", f"pushed {pushed_name(rb)} {digest}".strip())
+
+
+@step("Remove the local images")
+def remove_local(rb: Runbook) -> StepResult:
+    """Remove both tags, after the containers that still use them (the tutorial's hint)."""
+    names = [rb.p.verify_image, pushed_name(rb)]
+    script = r"""
+for image in "$@"; do
+  ids=$(docker ps -aq --filter "ancestor=$image")
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+done
+docker image rm "$@" >/dev/null
+"""
+    rb.host.sh(
+        script, *names, display=f"docker rm (containers of) and docker image rm {' '.join(names)}"
+    )
+    return StepResult("Remove the local images", "ok", f"removed {' and '.join(names)}")
+
+
+@step("Pull")
+def pull(rb: Runbook) -> StepResult:
+    """Pull from the registry, then tag back the original name, so the host ends as it began."""
+    out = _with_login(rb, "docker", "pull", pushed_name(rb))
+    rb.host.run(["docker", "tag", pushed_name(rb), rb.p.verify_image])
+    digest = next((w.removeprefix("Digest:") for w in out.split() if w.startswith("sha256:")), "")
+    return StepResult("Pull", "ok", f"pulled {pushed_name(rb)} {digest}".strip())
+
+
+@step("Run the pulled image")
+def run_pulled(rb: Runbook) -> StepResult:
+    out = rb.host.run(["docker", "run", "--rm", pushed_name(rb)], timeout=300).stdout
+    return StepResult(
+        "Run the pulled image", "ok", f"docker run --rm {pushed_name(rb)}: {_first_line(out)}"
+    )
+
+
+@step("Catalog")
+def catalog(rb: Runbook) -> StepResult:
+    p = rb.p
+    answer = probe.https_get(
+        rb.host, p.registry_port, p.registry_host, ca_pem(rb), "/v2/_catalog", auth=first_user(rb)
+    )
+    repos = (answer.json() or {}).get("repositories", []) if answer.status == 200 else []
+    wanted = pushed_name(rb).split("/", 1)[1]
+    if wanted not in repos:
+        raise RunbookError(
+            f"/v2/_catalog answered {answer.status} and does not list {wanted}: {repos}"
+        )
+    return StepResult("Catalog", "ok", f"the registry holds {', '.join(repos)}")
