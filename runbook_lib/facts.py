@@ -34,6 +34,7 @@ class OsRelease:
     version_id: str
     id_like: tuple[str, ...]
     pretty: str
+    codename: str = ""
 
     @property
     def family(self) -> str:
@@ -106,6 +107,8 @@ def parse_os_release(lines: list[str]) -> OsRelease:
         version_id=values.get("VERSION_ID", ""),
         id_like=tuple(values.get("ID_LIKE", "").lower().split()),
         pretty=values.get("PRETTY_NAME", values.get("ID", "unknown")),
+        # Ubuntu derivatives name the Ubuntu release they follow in UBUNTU_CODENAME.
+        codename=values.get("UBUNTU_CODENAME") or values.get("VERSION_CODENAME", ""),
     )
 
 

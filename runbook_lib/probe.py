@@ -2,7 +2,9 @@
 
 The request leaves the host's own loopback, so no port needs to be open to the machine
 running the runbook, and no HTTP client needs to be installed on the host. TLS is verified
-against the registry's CA and name, exactly as a Docker client would.
+against the registry's CA and name, exactly as a Docker client would; ``verify=False`` is
+for a service whose certificate it made itself (Portainer), where there is nothing to
+verify against.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ def https_get(
     path: str = "/v2/",
     auth: tuple[str, str] | None = None,
     timeout: float = 5.0,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    verify: bool = True,
 ) -> Answer:
-    """GET ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
-    nothing answers (or ``ssl.SSLError`` when TLS does not verify)."""
+    """Request ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
+    nothing answers (or ``ssl.SSLError`` when TLS does not verify). ``body`` is sent as
+    JSON; ``verify=False`` accepts any certificate."""
     transport = host.connect().get_transport()
     assert transport is not None
     try:
@@ -44,16 +51,24 @@ def https_get(
     except Exception as exc:  # paramiko.ChannelException: connection refused there
         raise OSError(f"nothing listens on the host's port {port} ({exc})") from None
     chan.settimeout(timeout)
-    ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    if verify:
+        ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    else:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
     try:
         _pump(tls.do_handshake, tls, chan, incoming, outgoing)
-        head = f"GET {path} HTTP/1.0\r\nHost: {server_name}:{port}\r\n"
+        head = f"{method} {path} HTTP/1.0\r\nHost: {server_name}:{port}\r\n"
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             head += f"Authorization: Basic {token}\r\n"
-        _pump(lambda: tls.write((head + "\r\n").encode()), tls, chan, incoming, outgoing)
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        request = (head + "\r\n").encode() + (body or b"")
+        _pump(lambda: tls.write(request), tls, chan, incoming, outgoing)
         data = bytearray()
         while True:
             try:
@@ -64,7 +79,7 @@ def https_get(
                 break
             data += chunk
     except TimeoutError:
-        raise OSError(f"the registry on port {port} did not answer within {timeout} s") from None
+        raise OSError(f"the service on port {port} did not answer within {timeout} s") from None
     finally:
         chan.close()
     status_line, _, rest = bytes(data).partition(b"\r\n")

@@ -50,11 +50,11 @@ def _first_line(text: str) -> str:
 
 
 @step("Run the image")
-def run_image(rb: Runbook) -> StepResult:
-    out = rb.host.run(["docker", "run", "--rm", rb.p.verify_image], timeout=300).stdout
-    return StepResult(
-        "Run the image", "ok", f"docker run --rm {rb.p.verify_image}: {_first_line(out)}"
-    )
+def run_image(rb: Runbook, image: str | None = None) -> StepResult:
+    """``docker run --rm IMAGE`` (default: ``verify_image``); pulls it when missing."""
+    image = image or rb.p.verify_image
+    out = rb.host.run(["docker", "run", "--rm", image], timeout=300).stdout
+    return StepResult("Run the image", "ok", f"docker run --rm {image}: {_first_line(out)}")
 
 
 @step("Tag")

@@ -1,0 +1,66 @@
+"""Compose (tutorial: 安装 Docker 编排工具): the v2 plugin, where the host's packages have it.
+
+The tutorial ran ``pip install docker-compose``: Compose v1, retired in 2023 and broken on
+current Python. Compose v2 is the ``docker compose`` plugin. The runbook does not need
+either: ``docker stack deploy`` (notebook 07) reads the compose file itself. This step
+installs the plugin for the operator's convenience when a package offers it, and says so
+plainly when none does.
+"""
+
+from __future__ import annotations
+
+from .context import Runbook, step
+from .engine import APT, CE, _yum
+from .steps import Cmd, StepResult, apply
+
+# Debian/Ubuntu packages that carry Compose v2, by preference. Debian's `docker-compose`
+# is v2 only from trixie on (bookworm's is v1), hence the version check.
+DEB_CANDIDATES = ["docker-compose-plugin", "docker-compose-v2", "docker-compose"]
+
+
+def parse_candidates(policy: str) -> dict[str, str]:
+    """``apt-cache policy A B`` -> {package: candidate version} (packages with one)."""
+    out, current = {}, None
+    for line in policy.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = line[:-1]
+        elif current and line.strip().startswith("Candidate:"):
+            version = line.split(":", 1)[1].strip()
+            if version != "(none)":
+                out[current] = version
+    return out
+
+
+def pick_package(candidates: dict[str, str]) -> str | None:
+    for name in DEB_CANDIDATES:
+        version = candidates.get(name)
+        if version is None:
+            continue
+        bare = version.split(":", 1)[-1]
+        if name != "docker-compose" or bare[:1].isdigit() and int(bare.split(".")[0]) >= 2:
+            return name
+    return None
+
+
+@step("Compose v2")
+def plugin(rb: Runbook) -> StepResult:
+    name = "Compose v2"
+    r = rb.host.run(["docker", "compose", "version", "--short"], check=False)
+    if r.ok:
+        return StepResult(name, "ok", f"docker compose {r.stdout.strip()} is installed")
+    os_ = rb.facts().os
+    if os_.family == "rhel":
+        pkg = CE[-1]
+        plan = [Cmd([_yum(os_), "install", "-y", pkg], timeout=900)]
+    else:
+        policy = rb.host.run(["apt-cache", "policy", *DEB_CANDIDATES], check=False).stdout
+        pkg = pick_package(parse_candidates(policy))
+        if pkg is None:
+            return StepResult(
+                name,
+                "skipped",
+                "no Compose v2 package for this host; not needed: `docker stack deploy` reads "
+                "the stack file itself",
+            )
+        plan = [Cmd([*APT, "install", pkg], timeout=900)]
+    return apply(rb.host, name, plan, unchanged="", changed=f"{pkg} installed", dry_run=rb.dry_run)

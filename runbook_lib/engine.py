@@ -1,0 +1,382 @@
+"""The Docker engine (tutorial: 安装 Docker): remove old packages, install, start, enable.
+
+Facts are read in one command (:func:`packages`); the plans are pure functions of those
+facts, tested as tables for every distribution family without a host.
+
+Sources (parameter ``docker_source``):
+
+- ``docker``: Docker's own repository, as the tutorial did (``docker-ce``, ``docker-ce-cli``,
+  ``containerd.io``, plus the buildx and compose plugins). EL 8/9, Debian, Ubuntu; EL 7 with
+  the tutorial's yum commands.
+- ``distribution``: the distribution's own package (``docker.io`` on Debian and Ubuntu),
+  for hosts that cannot reach Docker's repository. EL has none.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .context import Runbook, step
+from .errors import ParameterError, RunbookError, UnsupportedHost
+from .facts import OsRelease
+from .preflight import check_init
+from .steps import Cmd, StepResult, apply
+
+REPO = "https://download.docker.com/linux"
+CE = [
+    "docker-ce",
+    "docker-ce-cli",
+    "containerd.io",
+    "docker-buildx-plugin",
+    "docker-compose-plugin",
+]
+
+# Packages that conflict with the wanted ones, by family and source. The EL list is the
+# tutorial's `yum remove` list plus podman/runc/buildah, which conflict with containerd.io
+# on EL 8/9; the Debian lists are Docker's documented ones.
+CONFLICTS = {
+    ("rhel", "docker"): [
+        "docker",
+        "docker-client",
+        "docker-client-latest",
+        "docker-common",
+        "docker-latest",
+        "docker-latest-logrotate",
+        "docker-logrotate",
+        "docker-engine",
+        "podman",
+        "runc",
+        "buildah",
+        "podman-docker",
+    ],
+    ("debian", "docker"): [
+        "docker.io",
+        "docker-doc",
+        "docker-compose",
+        "docker-compose-v2",
+        "podman-docker",
+        "containerd",
+        "runc",
+    ],
+    ("debian", "distribution"): ["docker-ce", "docker-ce-cli", "containerd.io", "docker-engine"],
+}
+
+APT = [
+    "env",
+    "DEBIAN_FRONTEND=noninteractive",
+    "apt-get",
+    "-y",
+    "-q",
+    "-o",
+    "DPkg::Lock::Timeout=300",
+]
+
+_FACTS = r"""
+echo '== installed'
+if command -v dpkg-query >/dev/null; then
+  dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null | awk '$2 ~ /^ii/ {print $1, $3}'
+elif command -v rpm >/dev/null; then
+  rpm -q --qf '%{NAME} %{EPOCH}:%{VERSION}-%{RELEASE}\n' "$@" 2>/dev/null | grep -v 'not installed' | sed 's/(none)://'
+fi
+echo '== repo'
+for f in /etc/apt/sources.list.d/docker.sources /etc/apt/sources.list.d/docker.list /etc/yum.repos.d/docker-ce.repo; do
+  test -e "$f" && echo "$f"
+done
+echo '== systemd'
+if test -d /run/systemd/system; then
+  echo "enabled $(systemctl is-enabled docker 2>/dev/null || true)"
+  echo "active $(systemctl is-active docker 2>/dev/null || true)"
+fi
+echo '== server'
+docker version --format '{{.Server.Version}}' 2>/dev/null || true
+echo '== end'
+"""
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    installed: dict[str, str] = field(default_factory=dict)  # package -> version
+    repo: bool = False
+    systemd: bool = False
+    enabled: str = ""  # systemctl is-enabled docker
+    active: str = ""
+    server: str = ""  # the engine's version when it answers
+
+
+def parse_facts(text: str) -> EngineFacts:
+    from .facts import sections
+
+    s = sections(text)
+    installed = dict(line.split(" ", 1) for line in s.get("installed", []) if " " in line)
+    sysd = {}
+    for line in s.get("systemd", []):
+        key, _, value = line.partition(" ")
+        sysd[key] = value.strip()
+    return EngineFacts(
+        installed=installed,
+        repo=bool(s.get("repo")),
+        systemd=bool(sysd),
+        enabled=sysd.get("enabled", ""),
+        active=sysd.get("active", ""),
+        server=(s.get("server") or [""])[0],
+    )
+
+
+def packages(rb: Runbook) -> EngineFacts:
+    names = sorted({*CE, "docker.io", *(n for lst in CONFLICTS.values() for n in lst)})
+    return parse_facts(
+        rb.host.sh(_FACTS, *names, display="read Docker packages, repository and service").stdout
+    )
+
+
+def check_source(os_: OsRelease, source: str) -> None:
+    if os_.family == "rhel" and source == "distribution":
+        raise ParameterError(
+            "docker_source", source, f"{os_.pretty} has no Docker package of its own", "docker"
+        )
+    if os_.family not in ("rhel", "debian"):
+        raise UnsupportedHost(f"no way to install Docker on {os_.pretty}")
+
+
+def wanted_packages(os_: OsRelease, source: str) -> list[str]:
+    return ["docker.io"] if (os_.family, source) == ("debian", "distribution") else CE
+
+
+def plan_remove_old(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
+    """Remove the conflicting packages that are installed; nothing when none is."""
+    check_source(os_, source)
+    old = [p for p in CONFLICTS[(os_.family, source)] if p in f.installed]
+    if not old:
+        return []
+    if os_.family == "debian":
+        return [Cmd([*APT, "remove", *old])]
+    return [Cmd([_yum(os_), "remove", "-y", *old])]
+
+
+def _yum(os_: OsRelease) -> str:
+    return "yum" if os_.major == 7 else "dnf"
+
+
+def repo_url(os_: OsRelease) -> str:
+    """Docker's repository for this distribution (Rocky and Alma use the CentOS one)."""
+    if os_.family == "debian":
+        return f"{REPO}/{'ubuntu' if os_.id == 'ubuntu' or 'ubuntu' in os_.id_like else 'debian'}"
+    return f"{REPO}/{'rhel' if os_.id == 'rhel' else 'centos'}"
+
+
+def apt_sources(os_: OsRelease) -> str:
+    return (
+        "Types: deb\n"
+        f"URIs: {repo_url(os_)}\n"
+        f"Suites: {os_.codename}\n"
+        "Components: stable\n"
+        "Signed-By: /etc/apt/keyrings/docker.asc\n"
+    )
+
+
+def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
+    """Add Docker's repository (the tutorial's yum-config-manager --add-repo)."""
+    if source != "docker" or f.repo:
+        return []
+    if os_.family == "debian":
+        if not os_.codename:
+            raise UnsupportedHost(f"{os_.pretty}: no VERSION_CODENAME in /etc/os-release")
+        return [
+            Cmd([*APT, "update"]),
+            Cmd([*APT, "install", "ca-certificates", "curl"]),
+            Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
+            Cmd(["curl", "-fsSL", f"{repo_url(os_)}/gpg", "-o", "/etc/apt/keyrings/docker.asc"]),
+            Cmd(["chmod", "a+r", "/etc/apt/keyrings/docker.asc"]),
+            Cmd(
+                ["sh", "-c", 'cat > "$1"', "sh", "/etc/apt/sources.list.d/docker.sources"],
+                stdin=apt_sources(os_),
+            ),
+        ]
+    if os_.major == 7:
+        return [
+            Cmd(["yum", "install", "-y", "yum-utils", "device-mapper-persistent-data", "lvm2"]),
+            Cmd(["yum-config-manager", "--add-repo", f"{repo_url(os_)}/docker-ce.repo"]),
+        ]
+    return [
+        Cmd(["dnf", "install", "-y", "dnf-plugins-core"]),
+        Cmd(["dnf", "config-manager", "--add-repo", f"{repo_url(os_)}/docker-ce.repo"]),
+    ]
+
+
+def pick_version(available: list[str], wanted: str) -> str:
+    """The full package version for a short one: ``24.0.7`` -> ``5:24.0.7-1~debian.12~bookworm``."""
+    for full in available:
+        bare = full.split(":", 1)[-1]
+        if (
+            full == wanted
+            or bare == wanted
+            or bare.startswith(wanted + "-")
+            or bare.startswith(wanted + "~")
+        ):
+            return full
+    raise ParameterError(
+        "docker_version",
+        wanted,
+        "not available from the repository",
+        ", ".join(available[:5]) or "null (latest)",
+    )
+
+
+def plan_install(
+    os_: OsRelease,
+    source: str,
+    f: EngineFacts,
+    version: str | None,
+    available: list[str] | None = None,
+) -> list[Cmd]:
+    """Install the engine; pinned versions need ``available`` (from :func:`versions`)."""
+    pkgs = wanted_packages(os_, source)
+    main = pkgs[0]
+    if version is None:
+        missing = [p for p in pkgs if p not in f.installed]
+        if not missing:
+            return []
+        spec = missing
+    else:
+        full = pick_version(available or [], version)
+        if f.installed.get(main) == full:
+            return []
+        if os_.family == "debian":
+            spec = [
+                f"{p}={full}" if p in ("docker-ce", "docker-ce-cli", "docker.io") else p
+                for p in pkgs
+            ]
+        else:
+            spec = [f"{p}-{full}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
+    if os_.family == "debian":
+        return [
+            Cmd([*APT, "update"]),
+            Cmd([*APT, "install", "--allow-downgrades", *spec], timeout=1800),
+        ]
+    return [Cmd([_yum(os_), "install", "-y", *spec], timeout=1800)]
+
+
+def plan_service(f: EngineFacts) -> list[Cmd]:
+    """Enable and start the service (systemd), or start it (other init systems)."""
+    if f.systemd:
+        if f.enabled == "enabled" and f.active == "active":
+            return []
+        return [Cmd(["systemctl", "enable", "--now", "docker"])]
+    if f.server:
+        return []
+    return [Cmd(["service", "docker", "start"], timeout=120)]
+
+
+@step("Old Docker packages")
+def remove_old(rb: Runbook) -> StepResult:
+    os_ = rb.facts().os
+    plan = plan_remove_old(os_, rb.p.docker_source, packages(rb))
+    return apply(
+        rb.host,
+        "Old Docker packages",
+        plan,
+        unchanged="none of the conflicting packages is installed",
+        changed="conflicting packages removed",
+        dry_run=rb.dry_run,
+    )
+
+
+@step("Docker repository")
+def repository(rb: Runbook) -> StepResult:
+    os_, source = rb.facts().os, rb.p.docker_source
+    check_source(os_, source)
+    plan = plan_repo(os_, source, packages(rb))
+    why = (
+        "not needed: the distribution's package is used"
+        if source == "distribution"
+        else f"{repo_url(os_)} already configured"
+    )
+    return apply(
+        rb.host,
+        "Docker repository",
+        plan,
+        unchanged=why,
+        changed=f"{repo_url(os_)} added",
+        dry_run=rb.dry_run,
+    )
+
+
+def available_versions(rb: Runbook) -> list[str]:
+    """Versions of the engine the host's package manager offers, newest first."""
+    os_ = rb.facts().os
+    main = wanted_packages(os_, rb.p.docker_source)[0]
+    if os_.family == "debian":
+        out = rb.host.run(["apt-cache", "madison", main], check=False).stdout
+        return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+    out = rb.host.run([_yum(os_), "list", main, "--showduplicates", "-q"], check=False).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith(main + ".")]
+    return sorted({r[1] for r in rows if len(r) >= 2}, reverse=True)
+
+
+@step("Available versions")
+def versions(rb: Runbook) -> StepResult:
+    """The tutorial's ``yum list docker-ce --showduplicates | sort -r``, for pinning."""
+    found = available_versions(rb)
+    return StepResult(
+        "Available versions",
+        "ok",
+        f"{len(found)} version(s); newest: {', '.join(found[:5]) or 'none (repository not configured yet)'}",
+        details={"docker_version": rb.p.docker_version or "null (latest)"},
+    )
+
+
+@step("Docker packages")
+def install(rb: Runbook) -> StepResult:
+    os_, p = rb.facts().os, rb.p
+    f = packages(rb)
+    plan = plan_install(
+        os_,
+        p.docker_source,
+        f,
+        p.docker_version,
+        available_versions(rb) if p.docker_version else None,
+    )
+    main = wanted_packages(os_, p.docker_source)[0]
+    return apply(
+        rb.host,
+        "Docker packages",
+        plan,
+        unchanged=f"{main} {f.installed.get(main, '')} installed",
+        changed=f"{' '.join(wanted_packages(os_, p.docker_source))} installed",
+        dry_run=rb.dry_run,
+    )
+
+
+@step("Docker service")
+def service(rb: Runbook) -> StepResult:
+    f = packages(rb)
+    plan = plan_service(f)
+    note = "" if f.systemd else "; " + check_init(rb.facts())
+    result = apply(
+        rb.host,
+        "Docker service",
+        plan,
+        unchanged=("enabled at boot and running" if f.systemd else f"running (engine {f.server})")
+        + note,
+        changed=("enabled at boot and started" if f.systemd else "started") + note,
+        dry_run=rb.dry_run,
+    )
+    if plan and not rb.dry_run:
+        result.details["engine"] = wait_engine(rb)
+    rb.facts(refresh=True)
+    return result
+
+
+def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
+    """Poll until the engine answers; its version."""
+    start = time.monotonic()
+    while True:
+        r = rb.host.run(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
+        if r.ok and r.stdout.strip():
+            return r.stdout.strip()
+        if time.monotonic() - start > timeout:
+            raise RunbookError(
+                f"the Docker engine did not answer within {timeout:.0f} s: {r.stderr.strip()}"
+            )
+        time.sleep(0.5)
