@@ -76,14 +76,19 @@ def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:
     return Runbook(params_mod.from_namespace(namespace), notebook)
 
 
-def step(name: str) -> Callable[[F], F]:
+def step(name: str, *, check_only: bool = False) -> Callable[[F], F]:
     """Mark a function ``fn(rb, ...) -> StepResult`` as a step: its result, or its failure,
-    is recorded in ``rb.results``."""
+    is recorded in ``rb.results``. A ``check_only`` step (one that verifies something real,
+    such as a push) is skipped in a dry run."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(rb: Runbook, *args: Any, **kwargs: Any) -> StepResult:
             start_time = time.monotonic()
+            if check_only and rb.dry_run:
+                result = StepResult(name, "skipped", "dry run: not checked", dry_run=True)
+                rb.results.append(result)
+                return result
             try:
                 result = fn(rb, *args, **kwargs)
             except Exception as exc:

@@ -106,7 +106,10 @@ def admin_password(p: Params) -> str:
     value = ref.reveal()
     if len(value) < MIN_PASSWORD:
         raise ParameterError(
-            name, "<hidden>", f"Portainer needs at least {MIN_PASSWORD} characters", ref.ref
+            name,
+            "<hidden>",
+            f"the password {ref.ref} refers to is shorter than the {MIN_PASSWORD} characters "
+            "Portainer requires",
         )
     return value
 
@@ -125,7 +128,9 @@ def check_parameters(rb: Runbook) -> StepResult:
     admin_password(rb.p)
     wanted(rb)
     return StepResult(
-        name, "ok", f"administrator {ADMIN_USER!r}, password from {rb.p.portainer_admin_password.ref}"
+        name,
+        "ok",
+        f"administrator {ADMIN_USER!r}, password from {rb.p.portainer_admin_password.ref}",
     )
 
 
@@ -135,7 +140,9 @@ def stack_path(rb: Runbook) -> str:
 
 def wanted(rb: Runbook) -> str:
     p = rb.p
-    return render_stack(image=p.portainer_image, agent_image=p.portainer_agent_image, port=p.portainer_port)
+    return render_stack(
+        image=p.portainer_image, agent_image=p.portainer_agent_image, port=p.portainer_port
+    )
 
 
 @step("Portainer stack file")
@@ -203,7 +210,9 @@ def deploy(rb: Runbook) -> StepResult:
 
 def _get(rb: Runbook, path: str, **kwargs: Any) -> probe.Answer:
     # Portainer serves a certificate it generated itself: there is no CA to verify against.
-    return probe.https_get(rb.host, rb.p.portainer_port, "127.0.0.1", b"", path, verify=False, **kwargs)
+    return probe.https_get(
+        rb.host, rb.p.portainer_port, "127.0.0.1", b"", path, verify=False, **kwargs
+    )
 
 
 def _timed_out(answer: probe.Answer) -> bool:
@@ -303,8 +312,7 @@ def admin(rb: Runbook) -> StepResult:
         answer = _get(rb, "/api/users/admin/init", method="POST", body=body)
         if answer.status not in (200, 409):  # 409: set meanwhile, by someone else
             raise RunbookError(
-                f"Portainer refused to set the administrator ({answer.status}: "
-                f"{_message(answer)})"
+                f"Portainer refused to set the administrator ({answer.status}: {_message(answer)})"
             )
 
     if state == "timed out":

@@ -61,6 +61,10 @@ def plan_init(f: HostFacts, wanted: str | None) -> list[Cmd]:
 def init(rb: Runbook) -> StepResult:
     f = rb.facts()
     if not f.docker_server:
+        if rb.dry_run:
+            return StepResult(
+                "Swarm", "changed", "to do once Docker runs (notebook 02)", dry_run=True
+            )
         raise RunbookError("the Docker engine does not answer: run notebook 02 first")
     plan = plan_init(f, rb.p.swarm_advertise_addr)
     s = f.swarm

@@ -49,7 +49,7 @@ def _first_line(text: str) -> str:
     return next((line for line in text.splitlines() if line.strip()), "")
 
 
-@step("Run the image")
+@step("Run the image", check_only=True)
 def run_image(rb: Runbook, image: str | None = None) -> StepResult:
     """``docker run --rm IMAGE`` (default: ``verify_image``); pulls it when missing."""
     image = image or rb.p.verify_image
@@ -57,27 +57,27 @@ def run_image(rb: Runbook, image: str | None = None) -> StepResult:
     return StepResult("Run the image", "ok", f"docker run --rm {image}: {_first_line(out)}")
 
 
-@step("Tag")
+@step("Tag", check_only=True)
 def tag(rb: Runbook) -> StepResult:
     rb.host.run(["docker", "tag", rb.p.verify_image, pushed_name(rb)])
     return StepResult("Tag", "ok", f"{rb.p.verify_image} tagged as {pushed_name(rb)}")
 
 
-@step("Log in")
+@step("Log in", check_only=True)
 def login(rb: Runbook) -> StepResult:
     _with_login(rb, "true")
     user = first_user(rb)[0]
     return StepResult("Log in", "ok", f"docker login {rb.p.registry} as {user}: Login Succeeded")
 
 
-@step("Push")
+@step("Push", check_only=True)
 def push(rb: Runbook) -> StepResult:
     out = _with_login(rb, "docker", "push", pushed_name(rb))
     digest = next((w for w in out.split() if w.startswith("sha256:")), "")
     return StepResult("Push", "ok", f"pushed {pushed_name(rb)} {digest}".strip())
 
 
-@step("Remove the local images")
+@step("Remove the local images", check_only=True)
 def remove_local(rb: Runbook) -> StepResult:
     """Remove both tags, after the containers that still use them (the tutorial's hint)."""
     names = [rb.p.verify_image, pushed_name(rb)]
@@ -94,7 +94,7 @@ docker image rm "$@" >/dev/null
     return StepResult("Remove the local images", "ok", f"removed {' and '.join(names)}")
 
 
-@step("Pull")
+@step("Pull", check_only=True)
 def pull(rb: Runbook) -> StepResult:
     """Pull from the registry, then tag back the original name, so the host ends as it began."""
     out = _with_login(rb, "docker", "pull", pushed_name(rb))
@@ -103,7 +103,7 @@ def pull(rb: Runbook) -> StepResult:
     return StepResult("Pull", "ok", f"pulled {pushed_name(rb)} {digest}".strip())
 
 
-@step("Run the pulled image")
+@step("Run the pulled image", check_only=True)
 def run_pulled(rb: Runbook) -> StepResult:
     out = rb.host.run(["docker", "run", "--rm", pushed_name(rb)], timeout=300).stdout
     return StepResult(
@@ -111,7 +111,7 @@ def run_pulled(rb: Runbook) -> StepResult:
     )
 
 
-@step("Catalog")
+@step("Catalog", check_only=True)
 def catalog(rb: Runbook) -> StepResult:
     p = rb.p
     answer = probe.https_get(

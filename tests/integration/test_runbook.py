@@ -1,0 +1,165 @@
+"""The whole runbook against the local lab, as `runbook run` does it.
+
+From a reset host (Docker installed, no swarm, no files): a first run as root changes
+things and verifies a push and pull; a second run, as a sudo user with a password, changes
+nothing; a dry run changes nothing on the host. Unique secrets are planted and searched for
+in everything the runs leave and in the process list sampled during the runs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runbook_lib import runner
+from tests.conftest import CLIENT, ROOT
+
+pytestmark = pytest.mark.lab
+
+WORK = "/home/docker"
+
+
+def host_state() -> str:
+    """What the runbook may change on the lab host, as text to compare."""
+    script = f"""
+    find {WORK} /etc/docker/certs.d -printf '%p %m %u\\n' 2>/dev/null | sort
+    find {WORK} -type f -exec sha256sum {{}} + 2>/dev/null | sort
+    docker info --format '{{{{.Swarm.LocalNodeState}}}}'
+    docker service ls --format '{{{{.Name}}}} {{{{.Image}}}}'
+    docker secret ls --format '{{{{.Name}}}}' | sort
+    """
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+
+
+class ProcessSampler(threading.Thread):
+    """Collects every command line seen on the host while a run goes on."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.seen: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            self.seen.update(out.splitlines())
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def runs(lab, tmp_path_factory):
+    subprocess.run(["bash", str(ROOT / "tests/lab/reset.sh")], check=True, capture_output=True)
+    tmp = tmp_path_factory.mktemp("runbook")
+    registry_password = "rb-registry-" + secrets.token_hex(8)
+    os.environ["RB_TEST_REGISTRY_PASSWORD"] = registry_password
+    base = yaml.safe_load((ROOT / "parameters/lab.yaml").read_text())
+    base["registry_users"] = {"admin": "env:RB_TEST_REGISTRY_PASSWORD"}
+    as_root = tmp / "root.yaml"
+    as_root.write_text(yaml.safe_dump(base))
+    as_deploy = tmp / "deploy.yaml"
+    as_deploy.write_text(
+        yaml.safe_dump(
+            {**base, "ssh_user": "deploy", "sudo_password": f"file:{CLIENT / 'deploy.password'}"}
+        )
+    )
+    sampler = ProcessSampler()
+    sampler.start()
+    out = tmp / "runs"
+    first = runner.run(as_root, out_root=out, log=lambda *_: None)
+    second = runner.run(as_deploy, out_root=out, log=lambda *_: None)
+    before = host_state()
+    check = runner.run(as_root, check=True, out_root=out, log=lambda *_: None)
+    after = host_state()
+    sampler.stop.set()
+    sampler.join()
+    yield {
+        "first": first,
+        "second": second,
+        "check": check,
+        "state": (before, after),
+        "secrets": [registry_password, (CLIENT / "deploy.password").read_text().strip()],
+        "processes": sampler.seen,
+        "out": out,
+    }
+    os.environ.pop("RB_TEST_REGISTRY_PASSWORD", None)
+
+
+def statuses(summary):
+    return {n.name: (n.status, n.changed) for n in summary.notebooks}
+
+
+def test_first_run_builds_and_verifies(runs):
+    first = runs["first"]
+    assert first.failed is None, first.failed
+    s = statuses(first)
+    assert [n.name for n in first.notebooks] == [p.stem for p in runner.notebooks()]
+    for name in ("04-swarm", "05-tls", "06-users", "07-registry"):
+        assert s[name][0] == "changed", s
+    assert s["08-verify"] == ("ok", 0)
+    folder = Path(first.folder)
+    assert (folder / "summary.json").exists() and (folder / "ca.crt").exists()
+
+
+def test_second_run_as_sudo_user_changes_nothing(runs):
+    second = runs["second"]
+    assert second.failed is None, second.failed
+    assert {n.name: n.changed for n in second.notebooks} == {n.name: 0 for n in second.notebooks}
+
+
+def test_check_mode_changes_nothing(runs):
+    check = runs["check"]
+    assert check.failed is None, check.failed
+    before, after = runs["state"]
+    assert before == after
+    assert "manager_registry" in after
+
+
+def test_no_secret_in_any_artifact(runs):
+    for path in runs["out"].rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for value in runs["secrets"]:
+                assert value.encode() not in data, f"secret found in {path}"
+
+
+def test_no_secret_on_a_command_line(runs):
+    assert runs["processes"], "the sampler saw nothing"
+    for line in runs["processes"]:
+        for value in runs["secrets"]:
+            assert value not in line
+
+
+def test_no_login_left_on_the_host(runs):
+    config = Path("/root/.docker/config.json")
+    assert not config.exists() or "localhost:5000" not in config.read_text()
+
+
+def test_secret_files_are_owner_only(runs):
+    out = subprocess.run(
+        [
+            "stat",
+            "-c",
+            "%a %U %n",
+            f"{WORK}/certs",
+            f"{WORK}/auth",
+            f"{WORK}/auth/htpasswd",
+            f"{WORK}/certs/localhost.key",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    modes = {line.split()[2]: line.split()[0] for line in out if line}
+    assert modes == {
+        f"{WORK}/certs": "700",
+        f"{WORK}/auth": "700",
+        f"{WORK}/auth/htpasswd": "600",
+        f"{WORK}/certs/localhost.key": "600",
+    }
