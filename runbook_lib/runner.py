@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -59,6 +60,29 @@ class RunSummary:
 
 class NotebookFailed(RunbookError):
     pass
+
+
+def _ipc_kernel_manager(folder: str):
+    """A kernel manager that talks to the kernel over Unix sockets in a private folder.
+
+    The default TCP ports on loopback are reachable by every local user, and the kernel
+    warns about it on every start.
+    """
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return os.path.join(tempfile.mkdtemp(dir=folder), "kernel")
+
+    return IPCKernelManager
 
 
 def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
@@ -111,9 +135,6 @@ def run(
     out_root: str | Path = "runs",
     log=print,
 ) -> RunSummary:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     values = params_mod.read_yaml(params_file)
     values["check_mode"] = check or bool(values.get("check_mode"))
     p = params_mod.load(values)
@@ -128,6 +149,16 @@ def run(
     )
     os.environ[RUN_DIR_ENV] = str(folder.resolve())
     log(f"run folder: {folder}{'  (check mode: nothing will change)' if check else ''}")
+
+    with tempfile.TemporaryDirectory(prefix="runbook-kernels-") as kernels:
+        _run_notebooks(chosen, folder, values, summary, _ipc_kernel_manager(kernels), log)
+    (folder / "summary.json").write_text(summary.to_json())
+    return summary
+
+
+def _run_notebooks(chosen, folder, values, summary, kernel_manager_class, log) -> None:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     failed = False
     for nb in chosen:
@@ -145,6 +176,7 @@ def run(
                 cwd=str(nb.parent),
                 kernel_name="python3",
                 progress_bar=False,
+                kernel_manager_class=kernel_manager_class,
             )
         except PapermillExecutionError as exc:
             failed = True
