@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from . import facts as facts_mod
 from . import params as params_mod
+from .errors import RunbookError
 from .hosts import Host, SSHHost
 from .steps import REPORT_MIME, StepResult, report
 
@@ -73,7 +74,27 @@ def connect(p: params_mod.Params) -> SSHHost:
 
 def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:
     """Validate the notebook's parameters and prepare its host (no connection yet)."""
+    _short_tracebacks()
     return Runbook(params_mod.from_namespace(namespace), notebook)
+
+
+def _short_tracebacks() -> None:
+    """Show the runbook's own errors as their message, without the library's frames: the
+    message already names the step, the command and what to do."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def show(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001 (IPython's signature)
+        lines = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, lines)
+        return lines
+
+    shell.set_custom_exc((RunbookError,), show)
 
 
 def step(name: str, *, check_only: bool = False) -> Callable[[F], F]:

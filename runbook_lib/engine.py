@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError, UnsupportedHost
 from .facts import OsRelease
-from .preflight import check_init
 from .steps import Cmd, StepResult, apply
 
 REPO = "https://download.docker.com/linux"
@@ -88,6 +87,9 @@ if test -d /run/systemd/system; then
   echo "enabled $(systemctl is-enabled docker 2>/dev/null || true)"
   echo "active $(systemctl is-active docker 2>/dev/null || true)"
 fi
+echo '== sysv'
+test -x /etc/init.d/docker && echo script
+ls /etc/rc2.d/S*docker /etc/rc3.d/S*docker 2>/dev/null | head -n 1
 echo '== server'
 docker version --format '{{.Server.Version}}' 2>/dev/null || true
 echo '== end'
@@ -102,6 +104,8 @@ class EngineFacts:
     enabled: str = ""  # systemctl is-enabled docker
     active: str = ""
     server: str = ""  # the engine's version when it answers
+    sysv_script: bool = False  # /etc/init.d/docker, for hosts not run by systemd
+    sysv_enabled: bool = False  # linked into a runlevel, so it starts at boot
 
 
 def parse_facts(text: str) -> EngineFacts:
@@ -120,6 +124,8 @@ def parse_facts(text: str) -> EngineFacts:
         enabled=sysd.get("enabled", ""),
         active=sysd.get("active", ""),
         server=(s.get("server") or [""])[0],
+        sysv_script="script" in s.get("sysv", []),
+        sysv_enabled=any(line.startswith("/etc/rc") for line in s.get("sysv", [])),
     )
 
 
@@ -258,14 +264,24 @@ def plan_install(
 
 
 def plan_service(f: EngineFacts) -> list[Cmd]:
-    """Enable and start the service (systemd), or start it (other init systems)."""
+    """Enable and start the service: with systemd, or with its init script elsewhere."""
     if f.systemd:
         if f.enabled == "enabled" and f.active == "active":
             return []
         return [Cmd(["systemctl", "enable", "--now", "docker"])]
-    if f.server:
-        return []
-    return [Cmd(["service", "docker", "start"], timeout=120)]
+    plan = []
+    if f.sysv_script and not f.sysv_enabled:
+        plan.append(Cmd(["update-rc.d", "docker", "defaults"]))
+    if not f.server:
+        plan.append(Cmd(["service", "docker", "start"], timeout=120))
+    return plan
+
+
+def boot_note(f: EngineFacts) -> str:
+    """Whether the engine comes back after a reboot, in words."""
+    if f.systemd or f.sysv_script:
+        return "enabled at boot"
+    return "not enabled at boot: neither systemd nor an init script manages it here; arrange that yourself"
 
 
 @step("Old Docker packages")
@@ -307,11 +323,20 @@ def available_versions(rb: Runbook) -> list[str]:
     os_ = rb.facts().os
     main = wanted_packages(os_, rb.p.docker_source)[0]
     if os_.family == "debian":
-        out = rb.host.run(["apt-cache", "madison", main], check=False).stdout
-        return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
+        found = _madison(rb, main)
+        if not found:
+            # A new host's package lists are empty until the first update.
+            rb.host.run([*APT, "update"], check=False, timeout=600)
+            found = _madison(rb, main)
+        return found
     out = rb.host.run([_yum(os_), "list", main, "--showduplicates", "-q"], check=False).stdout
     rows = [line.split() for line in out.splitlines() if line.startswith(main + ".")]
     return sorted({r[1] for r in rows if len(r) >= 2}, reverse=True)
+
+
+def _madison(rb: Runbook, package: str) -> list[str]:
+    out = rb.host.run(["apt-cache", "madison", package], check=False).stdout
+    return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
 
 
 @step("Available versions")
@@ -352,14 +377,13 @@ def install(rb: Runbook) -> StepResult:
 def service(rb: Runbook) -> StepResult:
     f = packages(rb)
     plan = plan_service(f)
-    note = "" if f.systemd else "; " + check_init(rb.facts())
+    how = "systemd" if f.systemd else "its init script" if f.sysv_script else "no init system"
     result = apply(
         rb.host,
         "Docker service",
         plan,
-        unchanged=("enabled at boot and running" if f.systemd else f"running (engine {f.server})")
-        + note,
-        changed=("enabled at boot and started" if f.systemd else "started") + note,
+        unchanged=f"running ({how}); {boot_note(f)}",
+        changed=f"started ({how}); {boot_note(f)}",
         dry_run=rb.dry_run,
     )
     if plan and not rb.dry_run:

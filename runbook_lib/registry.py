@@ -144,9 +144,32 @@ def first_user(rb: Runbook) -> tuple[str, str]:
     return user, ref.reveal()
 
 
+# Task errors that waiting will not cure.
+_HOPELESS = ("No such image", "pull access denied", "manifest unknown", "invalid reference")
+
+
+def task_state(rb: Runbook) -> str:
+    """The newest task's state and error, e.g. ``Rejected 3 seconds ago: No such image``."""
+    r = rb.host.run(
+        [
+            "docker",
+            "service",
+            "ps",
+            f"{rb.p.stack_name}_{SERVICE}",
+            "--no-trunc",
+            "--format",
+            "{{.CurrentState}}|{{.Error}}",
+        ],
+        check=False,
+    )
+    state, _, error = (r.stdout.splitlines() or ["no task yet|"])[0].partition("|")
+    return f"{state}: {error}" if error else state
+
+
 @step("Registry answers", check_only=True)
 def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
-    """Poll ``/v2/`` until it answers 401 without credentials and 200 with them."""
+    """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, showing
+    progress every 5 s and giving up early when the task cannot start."""
     name = "Registry answers"
     p, ca = rb.p, ca_pem(rb)
     start, last, shown = time.monotonic(), "nothing yet", 0.0
@@ -171,15 +194,14 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
         except OSError as exc:
             last = str(exc)
         waited = time.monotonic() - start
-        if waited > timeout:
-            tasks = rb.host.run(
-                ["docker", "service", "ps", "--no-trunc", f"{p.stack_name}_{SERVICE}"], check=False
-            )
-            raise WaitTimeout(
-                f"the registry did not answer within {timeout:.0f} s; last seen: {last}\n"
-                f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
-            )
-        if waited - shown >= 5:
-            print(f"waiting for the registry ({waited:.0f} s): {last}", flush=True)
+        if waited - shown >= 5 or waited > timeout:
+            task = task_state(rb)
+            if waited > timeout or any(h in task for h in _HOPELESS):
+                raise WaitTimeout(
+                    f"the registry did not answer after {waited:.0f} s; last seen: {last}; "
+                    f"its task: {task}. See `docker service ps --no-trunc "
+                    f"{p.stack_name}_{SERVICE}` on the host."
+                )
+            print(f"waiting for the registry ({waited:.0f} s): {last}; task: {task}", flush=True)
             shown = waited
         time.sleep(0.5)

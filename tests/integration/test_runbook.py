@@ -59,7 +59,7 @@ def runs(lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runbook")
     registry_password = "rb-registry-" + secrets.token_hex(8)
     os.environ["RB_TEST_REGISTRY_PASSWORD"] = registry_password
-    base = yaml.safe_load((ROOT / "parameters/lab.yaml").read_text())
+    base = yaml.safe_load((ROOT / "parameters/lab-local.yaml").read_text())
     base["registry_users"] = {"admin": "env:RB_TEST_REGISTRY_PASSWORD"}
     as_root = tmp / "root.yaml"
     as_root.write_text(yaml.safe_dump(base))

@@ -60,9 +60,15 @@ make_keys() {
     fi
     local type key _
     read -r type key _ <"$SSHD_HOST_KEY.pub"
-    printf '[%s]:%s %s %s\n[localhost]:%s %s %s\n' \
-        "$LAB_SSH_HOST" "$LAB_SSH_PORT" "$type" "$key" "$LAB_SSH_PORT" "$type" "$key" |
-        write_if_changed "$LAB_SSH_KNOWN_HOSTS" 0644 || true
+    # Replace this target's lines, keep the others (the fresh host adds its own).
+    {
+        if [ -f "$LAB_SSH_KNOWN_HOSTS" ]; then
+            awk -v a="[$LAB_SSH_HOST]:$LAB_SSH_PORT" -v b="[localhost]:$LAB_SSH_PORT" \
+                '$1 != a && $1 != b' "$LAB_SSH_KNOWN_HOSTS"
+        fi
+        printf '[%s]:%s %s %s\n[localhost]:%s %s %s\n' \
+            "$LAB_SSH_HOST" "$LAB_SSH_PORT" "$type" "$key" "$LAB_SSH_PORT" "$type" "$key"
+    } | write_if_changed "$LAB_SSH_KNOWN_HOSTS" 0644 || true
 }
 
 make_users() {

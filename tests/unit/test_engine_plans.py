@@ -47,6 +47,10 @@ def test_facts_parser():
     )
     assert f.installed == {"docker.io": "20.10.24+dfsg1-1+b3", "runc": "1.1.5"}
     assert f.systemd and f.enabled == "enabled" and f.active == "active" and f.server == "20.10.24"
+    sysv = engine.parse_facts(
+        "== systemd\n== sysv\nscript\n/etc/rc2.d/S01docker\n== server\n== end\n"
+    )
+    assert sysv.sysv_script and sysv.sysv_enabled and not sysv.systemd
     bare = engine.parse_facts("== installed\n== repo\n== systemd\n== server\n== end\n")
     assert not bare.systemd and not bare.repo and bare.server == ""
 
@@ -148,6 +152,11 @@ def test_unknown_pinned_version_names_the_parameter():
         ),
         (engine.EngineFacts(systemd=False, server="20.10"), []),
         (engine.EngineFacts(systemd=False), [["service", "docker", "start"]]),
+        (
+            engine.EngineFacts(sysv_script=True, server="20.10"),
+            [["update-rc.d", "docker", "defaults"]],
+        ),
+        (engine.EngineFacts(sysv_script=True, sysv_enabled=True, server="20.10"), []),
     ],
 )
 def test_service_plans(facts, expected):
