@@ -15,13 +15,20 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The lab: this machine's engine behind an sshd on 127.0.0.1:2222, and a fresh Debian host
+# (no Docker until the runbook installs it) at 10.204.0.2. `make demo` leaves it running and
+# reuses it; `make lab-down` removes it.
 lab: install
 	bash tests/lab/up.sh
+	bash tests/lab/fresh-host.sh up
 
 lab-down:
+	bash tests/lab/fresh-host.sh reset
 	bash tests/lab/down.sh
 
 lab-reset:
+	bash tests/lab/fresh-host.sh reset
+	bash tests/lab/fresh-host.sh up
 	bash tests/lab/reset.sh
 
 demo: lab
