@@ -163,3 +163,22 @@ def test_secret_files_are_owner_only(runs):
         f"{WORK}/auth/htpasswd": "600",
         f"{WORK}/certs/localhost.key": "600",
     }
+
+
+def test_a_notebook_runs_alone_under_papermill(runs, tmp_path):
+    out = tmp_path / "07.ipynb"
+    r = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/papermill"),
+            str(ROOT / "notebooks/07-registry.ipynb"),
+            str(out),
+            "-f",
+            str(ROOT / "parameters/lab-local.yaml"),
+            "--cwd",
+            str(ROOT / "notebooks"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert runner.read_report(out)["status"] == "ok"

@@ -1,0 +1,118 @@
+"""Faults against the local lab: the registry's task killed, the engine restarted, the SSH
+connection dropped in the middle of a notebook, and runs stopped after each notebook."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from runbook_lib import runner
+from tests.conftest import ROOT
+from tests.integration.test_runbook import host_state
+
+pytestmark = pytest.mark.lab
+PARAMS = ROOT / "parameters/lab-local.yaml"
+QUIET = {"log": lambda *_: None}
+
+
+def sh(script: str) -> str:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def run(tmp_path, **kwargs):
+    return runner.run(PARAMS, out_root=tmp_path / "runs", **QUIET, **kwargs)
+
+
+def assert_clean(summary):
+    assert summary.failed is None, summary.failed
+
+
+def shape(state: str) -> str:
+    """Host state without what differs by design between two builds: keys, digests."""
+    state = re.sub(r"^[0-9a-f]{64}  ", "", state, flags=re.M)
+    return re.sub(r"_[0-9a-f]{12}\b", "_<digest>", state)
+
+
+@pytest.fixture(scope="module")
+def built(lab, tmp_path_factory):
+    """A host the runbook has built (from a reset)."""
+    subprocess.run(["bash", str(ROOT / "tests/lab/reset.sh")], check=True, capture_output=True)
+    tmp = tmp_path_factory.mktemp("faults")
+    assert_clean(run(tmp))
+    return tmp
+
+
+def registry_container() -> str:
+    return sh("docker ps -q --filter label=com.docker.swarm.service.name=manager_registry").strip()
+
+
+def test_killed_registry_task_comes_back_with_its_images(built):
+    before = registry_container()
+    assert before
+    sh(f"docker kill {before}")
+    summary = run(built, only=["07", "08"])
+    assert_clean(summary)
+    assert [n.changed for n in summary.notebooks] == [0, 0]
+    assert registry_container() not in ("", before)
+
+
+def test_restarted_engine_brings_the_registry_back_with_its_data(built):
+    sh(
+        "kill $(cat /run/runbook-lab-dockerd.pid); while docker version >/dev/null 2>&1; do sleep 0.2; done"
+    )
+    sh(f"bash {ROOT / 'tests/lab/engine.sh'} >/dev/null")
+    # The image pushed by the first run is still in the registry: pull it before pushing.
+    summary = run(built, only=["07"])
+    assert_clean(summary)
+    assert summary.notebooks[0].changed == 0
+    out = sh(
+        """
+        set -e
+        export DOCKER_CONFIG=$(mktemp -d)
+        cat /var/lib/runbook-lab/client/registry-admin.password |
+          docker login --username admin --password-stdin localhost:5000 >/dev/null
+        docker image rm localhost:5000/hello-world >/dev/null 2>&1 || true
+        docker pull localhost:5000/hello-world >/dev/null && echo pulled
+        rm -rf "$DOCKER_CONFIG"
+        """
+    )
+    assert "pulled" in out
+
+
+def test_dropped_connection_names_the_step_and_a_rerun_completes(built):
+    def drop():
+        # Wait until the notebook's SSH session exists, then kill it on the host side.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if subprocess.run(["pkill", "-f", "^sshd: root@notty"]).returncode == 0:
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=drop)
+    t.start()
+    broken = run(built, only=["08"])
+    t.join()
+    assert broken.failed is not None
+    assert "SSH connection was lost" in broken.failed.error or "ConnectError" in broken.failed.error
+    assert_clean(run(built, only=["08"]))
+
+
+@pytest.fixture(scope="module")
+def reference_shape(lab, tmp_path_factory):
+    """The host as one uninterrupted run from a reset leaves it."""
+    subprocess.run(["bash", str(ROOT / "tests/lab/reset.sh")], check=True, capture_output=True)
+    assert_clean(run(tmp_path_factory.mktemp("reference")))
+    return shape(host_state())
+
+
+@pytest.mark.parametrize("stop_after", ["01", "02", "03", "04", "05", "06", "07", "08"])
+def test_a_run_stopped_after_any_notebook_converges(reference_shape, tmp_path, stop_after):
+    subprocess.run(["bash", str(ROOT / "tests/lab/reset.sh")], check=True, capture_output=True)
+    numbers = [p.name[:2] for p in runner.notebooks()]
+    assert_clean(run(tmp_path, only=[n for n in numbers if n <= stop_after]))
+    assert_clean(run(tmp_path))
+    assert shape(host_state()) == reference_shape
