@@ -87,6 +87,7 @@ def runs(lab, tmp_path_factory):
         "secrets": [registry_password, (CLIENT / "deploy.password").read_text().strip()],
         "processes": sampler.seen,
         "out": out,
+        "params": as_root,
     }
     os.environ.pop("RB_TEST_REGISTRY_PASSWORD", None)
 
@@ -173,7 +174,7 @@ def test_a_notebook_runs_alone_under_papermill(runs, tmp_path):
             str(ROOT / "notebooks/07-registry.ipynb"),
             str(out),
             "-f",
-            str(ROOT / "parameters/lab-local.yaml"),
+            str(runs["params"]),
             "--cwd",
             str(ROOT / "notebooks"),
         ],
