@@ -107,13 +107,18 @@ def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> li
 
 
 def resolve_secrets(p: params_mod.Params) -> None:
-    """Fail now, not halfway through, if a secret reference cannot be resolved."""
+    """Fail now, not halfway through, if a secret cannot be resolved or is unfit."""
+    from . import htpasswd
+    from .portainer import admin_password
+
     for name in params_mod.SECRET_FIELDS:
         value = getattr(p, name)
         if isinstance(value, Secret):
             value.reveal()
-    for ref in p.registry_users.values():
-        ref.reveal()
+    for user, ref in p.registry_users.items():
+        htpasswd.validate_password(user, ref.reveal())
+    if p.portainer_enabled:
+        admin_password(p)
 
 
 def read_report(nb_path: Path) -> dict[str, Any] | None:

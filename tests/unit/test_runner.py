@@ -50,3 +50,16 @@ def test_cli_exit_code_and_message(tmp_path, capsys):
     f.write_text("host: [not yaml\n")
     assert main(["run", str(f), "--out", str(tmp_path)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_a_short_registry_password_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RB_SHORT_FOR_TEST", "qz7k")
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "host: 192.0.2.10\nregistry_host: r.example.com\n"
+        "registry_users: {admin: env:RB_SHORT_FOR_TEST}\n"
+    )
+    with pytest.raises(ParameterError, match="registry_users") as info:
+        runner.run(f, out_root=tmp_path / "runs")
+    assert "qz7k" not in str(info.value)
+    assert not (tmp_path / "runs").exists()
