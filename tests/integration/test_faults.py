@@ -20,7 +20,9 @@ QUIET = {"log": lambda *_: None}
 
 
 def sh(script: str) -> str:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    r = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, f"{script}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
 
 
 def run(tmp_path, **kwargs):
@@ -34,7 +36,8 @@ def assert_clean(summary):
 def shape(state: str) -> str:
     """Host state without what differs by design between two builds: keys, digests."""
     state = re.sub(r"^[0-9a-f]{64}  ", "", state, flags=re.M)
-    return re.sub(r"_[0-9a-f]{12}\b", "_<digest>", state)
+    state = re.sub(r"_[0-9a-f]{12}\b", "_<digest>", state)
+    return "\n".join(sorted(state.splitlines()))
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +64,9 @@ def test_killed_registry_task_comes_back_with_its_images(built):
 
 
 def test_restarted_engine_brings_the_registry_back_with_its_data(built):
-    sh(
-        "kill $(cat /run/runbook-lab-dockerd.pid); while docker version >/dev/null 2>&1; do sleep 0.2; done"
-    )
-    sh(f"bash {ROOT / 'tests/lab/engine.sh'} >/dev/null")
+    lab = ROOT / "tests/lab"
+    sh(f". {lab}/common.sh; lab_stop_pidfile /run/runbook-lab-dockerd.pid dockerd 90")
+    sh(f"bash {lab}/engine.sh >/dev/null")
     # The image pushed by the first run is still in the registry: pull it before pushing.
     summary = run(built, only=["07"])
     assert_clean(summary)
