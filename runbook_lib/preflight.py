@@ -85,8 +85,22 @@ def registry_port(rb: Runbook) -> StepResult:
     if not f.port_in_use(p.registry_port):
         return StepResult("Registry port", "ok", f"port {p.registry_port} is free")
     service = f"{p.stack_name}_registry"
-    if f.docker_server and rb.host.run(["docker", "service", "inspect", service], check=False).ok:
-        return StepResult("Registry port", "ok", f"port {p.registry_port} is served by {service}")
+    if f.docker_server:
+        r = rb.host.run(
+            [
+                "docker",
+                "service",
+                "inspect",
+                service,
+                "--format",
+                "{{range .Endpoint.Spec.Ports}}{{.PublishedPort}} {{end}}",
+            ],
+            check=False,
+        )
+        if r.ok and str(p.registry_port) in r.stdout.split():
+            return StepResult(
+                "Registry port", "ok", f"port {p.registry_port} is served by {service}"
+            )
     raise UnsupportedHost(
         f"port {p.registry_port} is already in use on the host by something other than "
         f"the registry service {service}; choose another 'registry_port' or free it"
