@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from . import facts as facts_mod
@@ -29,6 +30,7 @@ class Runbook:
         self.notebook = notebook
         self.host = host or connect(params)
         self.results: list[StepResult] = []
+        self.cache: dict[str, Any] = {}  # facts a module reads once per notebook
         self._facts: facts_mod.HostFacts | None = None
 
     def __repr__(self) -> str:
@@ -53,23 +55,40 @@ class Runbook:
         text = "\n".join(str(r) for r in self.results) or "no steps ran"
         head = f"{self.notebook}: {summary['status']} ({summary['changed']} changed)"
         display({REPORT_MIME: summary, "text/plain": f"{head}\n{text}"}, raw=True)
-        self.host.close()
         return None
+
+
+# Connections by what they connect to: notebooks run one after another in one kernel
+# (see runner.SharedKernel) share one SSH connection; it reconnects by itself if dropped.
+_CONNECTIONS: dict[tuple, SSHHost] = {}
 
 
 def connect(p: params_mod.Params) -> SSHHost:
     """The SSH host the parameters describe (it connects on first use)."""
-    return SSHHost(
+    key_file = str(Path(p.ssh_key_file).expanduser()) if p.ssh_key_file else None
+    secrets = tuple(s.ref if s else None for s in (p.ssh_password, p.sudo_password))
+    key = (
         p.host,
-        port=p.ssh_port,
-        user=p.ssh_user,
-        key_file=p.ssh_key_file and str(__import__("pathlib").Path(p.ssh_key_file).expanduser()),
-        password=p.ssh_password,
-        sudo_password=p.sudo_password,
-        known_hosts=p.known_hosts,
-        trust_unknown_host_key=p.trust_unknown_host_key,
-        timeout=p.ssh_timeout,
+        p.ssh_port,
+        p.ssh_user,
+        key_file,
+        p.known_hosts,
+        p.trust_unknown_host_key,
+        secrets,
     )
+    if key not in _CONNECTIONS:
+        _CONNECTIONS[key] = SSHHost(
+            p.host,
+            port=p.ssh_port,
+            user=p.ssh_user,
+            key_file=key_file,
+            password=p.ssh_password,
+            sudo_password=p.sudo_password,
+            known_hosts=p.known_hosts,
+            trust_unknown_host_key=p.trust_unknown_host_key,
+            timeout=p.ssh_timeout,
+        )
+    return _CONNECTIONS[key]
 
 
 def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:

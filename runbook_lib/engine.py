@@ -130,10 +130,18 @@ def parse_facts(text: str) -> EngineFacts:
 
 
 def packages(rb: Runbook) -> EngineFacts:
-    names = sorted({*CE, "docker.io", *(n for lst in CONFLICTS.values() for n in lst)})
-    return parse_facts(
-        rb.host.sh(_FACTS, *names, display="read Docker packages, repository and service").stdout
-    )
+    """The engine's facts, read once per notebook and again after a step changed them."""
+    if "engine" not in rb.cache:
+        names = sorted({*CE, "docker.io", *(n for lst in CONFLICTS.values() for n in lst)})
+        out = rb.host.sh(_FACTS, *names, display="read Docker packages, repository and service")
+        rb.cache["engine"] = parse_facts(out.stdout)
+    return rb.cache["engine"]
+
+
+def _applied(rb: Runbook, result: StepResult) -> StepResult:
+    if result.changed:
+        rb.cache.pop("engine", None)
+    return result
 
 
 def check_source(os_: OsRelease, source: str) -> None:
@@ -288,7 +296,7 @@ def boot_note(f: EngineFacts) -> str:
 def remove_old(rb: Runbook) -> StepResult:
     os_ = rb.facts().os
     plan = plan_remove_old(os_, rb.p.docker_source, packages(rb))
-    return apply(
+    result = apply(
         rb.host,
         "Old Docker packages",
         plan,
@@ -296,6 +304,7 @@ def remove_old(rb: Runbook) -> StepResult:
         changed="conflicting packages removed",
         dry_run=rb.dry_run,
     )
+    return _applied(rb, result)
 
 
 @step("Docker repository")
@@ -308,7 +317,7 @@ def repository(rb: Runbook) -> StepResult:
         if source == "distribution"
         else f"{repo_url(os_)} already configured"
     )
-    return apply(
+    result = apply(
         rb.host,
         "Docker repository",
         plan,
@@ -316,6 +325,7 @@ def repository(rb: Runbook) -> StepResult:
         changed=f"{repo_url(os_)} added",
         dry_run=rb.dry_run,
     )
+    return _applied(rb, result)
 
 
 def available_versions(rb: Runbook) -> list[str]:
@@ -341,13 +351,24 @@ def _madison(rb: Runbook, package: str) -> list[str]:
 
 @step("Available versions")
 def versions(rb: Runbook) -> StepResult:
-    """The tutorial's ``yum list docker-ce --showduplicates | sort -r``, for pinning."""
+    """The tutorial's ``yum list docker-ce --showduplicates | sort -r``, for pinning.
+
+    Listed when a version is pinned or nothing is installed yet; otherwise the package
+    manager's index is not worth loading on every run."""
+    name, pinned = "Available versions", rb.p.docker_version
+    main = wanted_packages(rb.facts().os, rb.p.docker_source)[0]
+    if not pinned and main in packages(rb).installed:
+        return StepResult(
+            name,
+            "ok",
+            f"not listed: the latest {main} is wanted and installed (set docker_version to pin one)",
+        )
     found = available_versions(rb)
     return StepResult(
-        "Available versions",
+        name,
         "ok",
         f"{len(found)} version(s); newest: {', '.join(found[:5]) or 'none (repository not configured yet)'}",
-        details={"docker_version": rb.p.docker_version or "null (latest)"},
+        details={"docker_version": pinned or "null (latest)"},
     )
 
 
@@ -363,7 +384,7 @@ def install(rb: Runbook) -> StepResult:
         available_versions(rb) if p.docker_version else None,
     )
     main = wanted_packages(os_, p.docker_source)[0]
-    return apply(
+    result = apply(
         rb.host,
         "Docker packages",
         plan,
@@ -371,6 +392,7 @@ def install(rb: Runbook) -> StepResult:
         changed=f"{' '.join(wanted_packages(os_, p.docker_source))} installed",
         dry_run=rb.dry_run,
     )
+    return _applied(rb, result)
 
 
 @step("Docker service")
@@ -389,7 +411,7 @@ def service(rb: Runbook) -> StepResult:
     if plan and not rb.dry_run:
         result.details["engine"] = wait_engine(rb)
     rb.facts(refresh=True)
-    return result
+    return _applied(rb, result)
 
 
 def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
