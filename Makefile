@@ -35,8 +35,8 @@ demo: lab
 	$(VENV)/bin/runbook run parameters/lab.yaml
 
 lint: install
-	$(VENV)/bin/ruff check runbook_lib tests
-	$(VENV)/bin/ruff format --check runbook_lib tests
+	$(VENV)/bin/ruff check runbook_lib tests benchmarks
+	$(VENV)/bin/ruff format --check runbook_lib tests benchmarks
 
 unit: install
 	$(VENV)/bin/pytest tests/unit -q
