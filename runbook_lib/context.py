@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from . import facts as facts_mod
 from . import params as params_mod
-from .errors import RunbookError
+from .errors import ConnectError, RunbookError
 from .hosts import Host, SSHHost
-from .steps import REPORT_MIME, StepResult, report
+from .steps import REPORT_MIME, StepFailed, StepResult, report
 
 F = TypeVar("F", bound=Callable[..., StepResult])
 
@@ -136,10 +136,13 @@ def step(name: str, *, check_only: bool = False) -> Callable[[F], F]:
                     StepResult(
                         name,
                         "failed",
-                        str(exc).splitlines()[0],
+                        (str(exc).splitlines() or [type(exc).__name__])[0],
                         seconds=time.monotonic() - start_time,
                     )
                 )
+                if isinstance(exc, (ConnectError, OSError)):
+                    # Say which step the connection or the network failed in.
+                    raise StepFailed(name, exc) from exc
                 raise
             result.seconds = time.monotonic() - start_time
             rb.results.append(result)

@@ -55,6 +55,7 @@ EXAMPLES: dict[str, str] = {
     "tls_ca": "false",
     "trust_on_runner": "false",
     "verify_image": "hello-world",
+    "verify_push": "auto or always",
     "portainer_enabled": "true",
     "portainer_image": "portainer/portainer-ce:lts",
     "portainer_port": "9443",
@@ -108,6 +109,7 @@ class Params(BaseModel):
 
     # Verification
     verify_image: str = "hello-world"
+    verify_push: Literal["auto", "always"] = "auto"
 
     # Portainer
     portainer_enabled: bool = False

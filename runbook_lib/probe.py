@@ -14,6 +14,7 @@ import json
 import ssl
 from dataclasses import dataclass
 
+from .errors import ConnectError
 from .hosts import SSHHost
 
 
@@ -82,6 +83,12 @@ def https_get(
         raise OSError(f"the service on port {port} did not answer within {timeout} s") from None
     finally:
         chan.close()
+    if not data and not transport.is_active():
+        host.close()
+        raise ConnectError(
+            f"{host.name}: the SSH connection was lost while asking the service on port {port}. "
+            "Check the host and the network, then run the notebook again."
+        )
     status_line, _, rest = bytes(data).partition(b"\r\n")
     parts = status_line.split()
     if len(parts) < 2 or not parts[1].isdigit():

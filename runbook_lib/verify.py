@@ -1,7 +1,10 @@
 """Verification (tutorial: 验证): run, tag, log in, push, remove, pull, as the tutorial did.
 
 These steps check; they leave the host as they found it, so they report ``ok`` when the
-check passes. Logging in uses a throw-away Docker client configuration that is removed in
+check passes. The push and pull round trip proves the registry's storage; once the image is
+in the registry, later runs (``verify_push: auto``) check the login and the registry's
+content over TLS and skip the round trip, which the certificate and users, the parts that
+change, do not need: notebook 07 has already checked them with every change. Logging in uses a throw-away Docker client configuration that is removed in
 the same command, so the registry password is never stored on the host (``docker login``
 would otherwise keep it, base64-encoded, in ``~/.docker/config.json``).
 """
@@ -45,6 +48,45 @@ def _with_login(rb: Runbook, *argv: str) -> str:
     ).stdout
 
 
+def _skipped(rb: Runbook, name: str) -> StepResult | None:
+    """The round trip is skipped when the registry already holds the image (see above)."""
+    if rb.p.verify_push == "auto" and rb.cache.get("in registry"):
+        return StepResult(name, "skipped", "already verified: the image is in the registry")
+    return None
+
+
+@step("Already in the registry", check_only=True)
+def in_registry(rb: Runbook) -> StepResult:
+    """Does the registry hold the image already (it was pushed and pulled before)?"""
+    p, repo = rb.p, pushed_name(rb).split("/", 1)[1]
+    answer = probe.https_get(
+        rb.host,
+        p.registry_port,
+        p.registry_host,
+        ca_pem(rb),
+        f"/v2/{repo}/tags/list",
+        auth=first_user(rb),
+    )
+    tags = (answer.json() or {}).get("tags") or [] if answer.status == 200 else []
+    rb.cache["in registry"] = "latest" in tags
+    if not rb.cache["in registry"]:
+        return StepResult(
+            "Already in the registry",
+            "ok",
+            f"{repo}:latest is not in the registry yet: push and pull it",
+        )
+    how = (
+        "skip the round trip"
+        if p.verify_push == "auto"
+        else "verify_push: always, so push and pull it again"
+    )
+    return StepResult(
+        "Already in the registry",
+        "ok",
+        f"{repo}:latest is in the registry, pushed and pulled before: {how}",
+    )
+
+
 def _first_line(text: str) -> str:
     return next((line for line in text.splitlines() if line.strip()), "")
 
@@ -52,6 +94,8 @@ def _first_line(text: str) -> str:
 @step("Run the image", check_only=True)
 def run_image(rb: Runbook, image: str | None = None) -> StepResult:
     """``docker run --rm IMAGE`` (default: ``verify_image``); pulls it when missing."""
+    if skip := _skipped(rb, "Run the image"):
+        return skip
     image = image or rb.p.verify_image
     out = rb.host.run(["docker", "run", "--rm", image], timeout=300).stdout
     return StepResult("Run the image", "ok", f"docker run --rm {image}: {_first_line(out)}")
@@ -59,12 +103,16 @@ def run_image(rb: Runbook, image: str | None = None) -> StepResult:
 
 @step("Tag", check_only=True)
 def tag(rb: Runbook) -> StepResult:
+    if skip := _skipped(rb, "Tag"):
+        return skip
     rb.host.run(["docker", "tag", rb.p.verify_image, pushed_name(rb)])
     return StepResult("Tag", "ok", f"{rb.p.verify_image} tagged as {pushed_name(rb)}")
 
 
 @step("Log in", check_only=True)
 def login(rb: Runbook) -> StepResult:
+    if skip := _skipped(rb, "Log in"):
+        return skip
     _with_login(rb, "true")
     user = first_user(rb)[0]
     return StepResult("Log in", "ok", f"docker login {rb.p.registry} as {user}: Login Succeeded")
@@ -72,6 +120,8 @@ def login(rb: Runbook) -> StepResult:
 
 @step("Push", check_only=True)
 def push(rb: Runbook) -> StepResult:
+    if skip := _skipped(rb, "Push"):
+        return skip
     out = _with_login(rb, "docker", "push", pushed_name(rb))
     digest = next((w for w in out.split() if w.startswith("sha256:")), "")
     return StepResult("Push", "ok", f"pushed {pushed_name(rb)} {digest}".strip())
@@ -80,6 +130,8 @@ def push(rb: Runbook) -> StepResult:
 @step("Remove the local images", check_only=True)
 def remove_local(rb: Runbook) -> StepResult:
     """Remove both tags, after the containers that still use them (the tutorial's hint)."""
+    if skip := _skipped(rb, "Remove the local images"):
+        return skip
     names = [rb.p.verify_image, pushed_name(rb)]
     script = r"""
 for image in "$@"; do
@@ -97,6 +149,8 @@ docker image rm "$@" >/dev/null
 @step("Pull", check_only=True)
 def pull(rb: Runbook) -> StepResult:
     """Pull from the registry, then tag back the original name, so the host ends as it began."""
+    if skip := _skipped(rb, "Pull"):
+        return skip
     out = _with_login(rb, "docker", "pull", pushed_name(rb))
     rb.host.run(["docker", "tag", pushed_name(rb), rb.p.verify_image])
     digest = next((w.removeprefix("Digest:") for w in out.split() if w.startswith("sha256:")), "")
@@ -105,6 +159,8 @@ def pull(rb: Runbook) -> StepResult:
 
 @step("Run the pulled image", check_only=True)
 def run_pulled(rb: Runbook) -> StepResult:
+    if skip := _skipped(rb, "Run the pulled image"):
+        return skip
     out = rb.host.run(["docker", "run", "--rm", pushed_name(rb)], timeout=300).stdout
     return StepResult(
         "Run the pulled image", "ok", f"docker run --rm {pushed_name(rb)}: {_first_line(out)}"

@@ -25,8 +25,8 @@ def sh(script: str) -> str:
     return r.stdout
 
 
-def run(tmp_path, **kwargs):
-    return runner.run(PARAMS, out_root=tmp_path / "runs", **QUIET, **kwargs)
+def run(tmp_path, params=PARAMS, **kwargs):
+    return runner.run(params, out_root=tmp_path / "runs", **QUIET, **kwargs)
 
 
 def assert_clean(summary):
@@ -49,6 +49,22 @@ def built(lab, tmp_path_factory):
     return tmp
 
 
+def pull_pushed_image() -> bool:
+    """Pull what the first run pushed, straight from the registry."""
+    out = sh(
+        """
+        set -e
+        export DOCKER_CONFIG=$(mktemp -d)
+        docker login --username admin --password-stdin localhost:5000 >/dev/null \
+          < /var/lib/runbook-lab/client/registry-admin.password
+        docker image rm localhost:5000/hello-world >/dev/null 2>&1 || true
+        docker pull localhost:5000/hello-world >/dev/null && echo pulled
+        rm -rf "$DOCKER_CONFIG"
+        """
+    )
+    return "pulled" in out
+
+
 def registry_container() -> str:
     return sh("docker ps -q --filter label=com.docker.swarm.service.name=manager_registry").strip()
 
@@ -61,6 +77,7 @@ def test_killed_registry_task_comes_back_with_its_images(built):
     assert_clean(summary)
     assert [n.changed for n in summary.notebooks] == [0, 0]
     assert registry_container() not in ("", before)
+    assert pull_pushed_image()
 
 
 def test_restarted_engine_brings_the_registry_back_with_its_data(built):
@@ -71,18 +88,7 @@ def test_restarted_engine_brings_the_registry_back_with_its_data(built):
     summary = run(built, only=["07"])
     assert_clean(summary)
     assert summary.notebooks[0].changed == 0
-    out = sh(
-        """
-        set -e
-        export DOCKER_CONFIG=$(mktemp -d)
-        cat /var/lib/runbook-lab/client/registry-admin.password |
-          docker login --username admin --password-stdin localhost:5000 >/dev/null
-        docker image rm localhost:5000/hello-world >/dev/null 2>&1 || true
-        docker pull localhost:5000/hello-world >/dev/null && echo pulled
-        rm -rf "$DOCKER_CONFIG"
-        """
-    )
-    assert "pulled" in out
+    assert pull_pushed_image()
 
 
 def test_dropped_connection_names_the_step_and_a_rerun_completes(built):
@@ -94,13 +100,16 @@ def test_dropped_connection_names_the_step_and_a_rerun_completes(built):
                 return
             time.sleep(0.05)
 
+    # A push and pull keep the notebook busy long enough to be cut in the middle.
+    always = built / "always.yaml"
+    always.write_text(PARAMS.read_text() + "verify_push: always\n")
     t = threading.Thread(target=drop)
     t.start()
-    broken = run(built, only=["08"])
+    broken = run(built, always, only=["08"])
     t.join()
     assert broken.failed is not None
     assert "SSH connection was lost" in broken.failed.error or "ConnectError" in broken.failed.error
-    assert_clean(run(built, only=["08"]))
+    assert_clean(run(built, always, only=["08"]))
 
 
 @pytest.fixture(scope="module")
