@@ -38,7 +38,13 @@ def stack_path(rb: Runbook) -> str:
 
 
 def wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
-    """The stack for the current parameters and the files on the host."""
+    """The stack for the current parameters and the files on the host (read once)."""
+    if "stack" not in rb.cache:
+        rb.cache["stack"] = _wanted_stack(rb)
+    return rb.cache["stack"]
+
+
+def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
     p, lay = rb.p, layout(rb)
     files = [lay.cert, lay.key, htpasswd_path(rb)]
     states = path_states(rb.host, *files)
