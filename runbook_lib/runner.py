@@ -138,7 +138,9 @@ class SharedKernel:
         self.km = IPCKernelManager(kernel_name="python3")
         self.km.client_factory = _shared_client_class()
         # Launches the process and returns; the kernel boots while the caller goes on.
-        run_sync(self.km.start_kernel)(cwd=cwd)
+        # No input history: counts restart at 1 for each notebook, which a history
+        # database would refuse (and say so in the notebook's output).
+        run_sync(self.km.start_kernel)(cwd=cwd, extra_arguments=["--HistoryManager.enabled=False"])
 
     def ready(self) -> None:
         """Wait for the kernel, then have it import the library in the background: the
