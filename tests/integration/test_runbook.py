@@ -183,3 +183,23 @@ def test_a_notebook_runs_alone_under_papermill(runs, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert runner.read_report(out)["status"] == "ok"
+
+
+def test_no_secret_in_files_or_shell_history_on_the_host(runs):
+    """The plain passwords are written nowhere on the host (htpasswd holds a hash)."""
+    places = [
+        "/home/docker",
+        "/etc/docker",
+        "/root/.docker",
+        "/root/.bash_history",
+        "/home/deploy",
+        "/tmp",
+    ]
+    for value in runs["secrets"]:
+        r = subprocess.run(
+            ["grep", "-rlsF", "--exclude=deploy.password", value, *places],
+            capture_output=True,
+            text=True,
+        )
+        hits = [p for p in r.stdout.splitlines() if not p.startswith("/tmp/pytest-")]
+        assert hits == [], f"secret found in {hits}"
