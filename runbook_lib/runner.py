@@ -140,24 +140,30 @@ class SharedKernel:
         # Launches the process and returns; the kernel boots while the caller goes on.
         # No input history: counts restart at 1 for each notebook, which a history
         # database would refuse (and say so in the notebook's output).
-        run_sync(self.km.start_kernel)(cwd=cwd, extra_arguments=["--HistoryManager.enabled=False"])
+        # The library is imported while the kernel boots, in parallel with the caller.
+        run_sync(self.km.start_kernel)(
+            cwd=cwd,
+            extra_arguments=[
+                "--HistoryManager.enabled=False",
+                f"--IPKernelApp.exec_lines={self._WARM_UP}",
+            ],
+        )
 
     def ready(self) -> None:
-        """Wait for the kernel, then have it import the library in the background: the
-        first notebook's first cell queues behind that import instead of paying for it."""
+        """Wait until the kernel answers."""
 
         async def connect():
             kc = self.km.client()
             kc.start_channels()
             await kc.wait_for_ready(timeout=60)
-            kc.execute(self._WARM_UP, silent=True, store_history=False)
 
         self._run_sync(connect)()
 
-    def fresh(self) -> None:
-        """Forget the previous notebook's variables."""
+    def fresh(self, run_dir: str) -> None:
+        """Forget the previous notebook's variables; tell the next where the run folder is."""
+        code = f"{self._RESET}\nimport os\nos.environ[{RUN_DIR_ENV!r}] = {run_dir!r}\ndel os"
         self._run_sync(self._client.execute_interactive)(
-            self._RESET, store_history=False, timeout=60, output_hook=lambda msg: None
+            code, store_history=False, timeout=60, output_hook=lambda msg: None
         )
 
     def close(self) -> None:
@@ -221,6 +227,17 @@ def run(
     out_root: str | Path = "runs",
     log=print,
 ) -> RunSummary:
+    with tempfile.TemporaryDirectory(prefix="runbook-kernel-") as private:
+        # Started first: the kernel boots and imports the library while the parameters
+        # are checked and papermill is imported here.
+        kernel = SharedKernel(private, str(NOTEBOOKS))
+        try:
+            return _run(kernel, params_file, start, only, check, out_root, log)
+        finally:
+            kernel.close()
+
+
+def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
     values = params_mod.read_yaml(params_file)
     values["check_mode"] = check or bool(values.get("check_mode"))
     p = params_mod.load(values)
@@ -233,18 +250,11 @@ def run(
     summary = RunSummary(
         p.host, p.registry, now.isoformat(timespec="seconds"), p.check_mode, str(folder)
     )
-    os.environ[RUN_DIR_ENV] = str(folder.resolve())
     log(f"run folder: {folder}{'  (check mode: nothing will change)' if check else ''}")
+    import papermill  # noqa: F401 (imported while the kernel boots)
 
-    with tempfile.TemporaryDirectory(prefix="runbook-kernel-") as private:
-        kernel = SharedKernel(private, str(NOTEBOOKS))
-        try:
-            import papermill  # noqa: F401 (imported while the kernel boots)
-
-            kernel.ready()
-            _run_notebooks(chosen, folder, values, summary, kernel, log)
-        finally:
-            kernel.close()
+    kernel.ready()
+    _run_notebooks(chosen, folder, values, summary, kernel, log)
     (folder / "summary.json").write_text(summary.to_json())
     return summary
 
@@ -261,7 +271,7 @@ def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -
             continue
         out = folder / nb.name
         began = time.monotonic()
-        kernel.fresh()
+        kernel.fresh(str(folder.resolve()))
         try:
             papermill.execute_notebook(
                 str(nb),
