@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError, UnsupportedHost
 from .facts import OsRelease
-from .steps import Cmd, StepResult, apply
+from .steps import Cmd, Put, StepResult, apply
 
 REPO = "https://download.docker.com/linux"
 CE = [
@@ -202,10 +202,7 @@ def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
             Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
             Cmd(["curl", "-fsSL", f"{repo_url(os_)}/gpg", "-o", "/etc/apt/keyrings/docker.asc"]),
             Cmd(["chmod", "a+r", "/etc/apt/keyrings/docker.asc"]),
-            Cmd(
-                ["sh", "-c", 'cat > "$1"', "sh", "/etc/apt/sources.list.d/docker.sources"],
-                stdin=apt_sources(os_),
-            ),
+            Put("/etc/apt/sources.list.d/docker.sources", apt_sources(os_), 0o644),
         ]
     if os_.major == 7:
         return [
@@ -262,7 +259,9 @@ def plan_install(
                 for p in pkgs
             ]
         else:
-            spec = [f"{p}-{full}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
+            # Without the epoch: docker-ce's is 3, docker-ce-cli's 1; dnf matches either.
+            bare = full.split(":", 1)[-1]
+            spec = [f"{p}-{bare}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
     if os_.family == "debian":
         return [
             Cmd([*APT, "update"]),
@@ -295,7 +294,12 @@ def boot_note(f: EngineFacts) -> str:
 @step("Old Docker packages")
 def remove_old(rb: Runbook) -> StepResult:
     os_ = rb.facts().os
-    plan = plan_remove_old(os_, rb.p.docker_source, packages(rb))
+    f = packages(rb)
+    plan = plan_remove_old(os_, rb.p.docker_source, f)
+    if plan and rb.p.docker_version and not rb.dry_run:
+        # A pin the repository cannot satisfy stops the run before anything is removed
+        # (which is why the notebook adds Docker's repository first).
+        pick_version(available_versions(rb), rb.p.docker_version)
     result = apply(
         rb.host,
         "Old Docker packages",
@@ -334,7 +338,7 @@ def available_versions(rb: Runbook) -> list[str]:
     main = wanted_packages(os_, rb.p.docker_source)[0]
     if os_.family == "debian":
         found = _madison(rb, main)
-        if not found:
+        if not found and not rb.dry_run:
             # A new host's package lists are empty until the first update.
             rb.host.run([*APT, "update"], check=False, timeout=600)
             found = _madison(rb, main)

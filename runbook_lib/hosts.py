@@ -178,7 +178,8 @@ class Host(ABC):
     def _find_sudo_mode(self) -> str:
         if self._sudo_mode:
             return self._sudo_mode
-        code, _, err = self._exec(["sudo", "-k", "-n", "true"], b"", 30)
+        # LC_ALL=C: the message below is matched, and sudo translates it.
+        code, _, err = self._exec(["env", "LC_ALL=C", "sudo", "-k", "-n", "true"], b"", 30)
         if code == 0:
             self._sudo_mode = "nopasswd"
             return self._sudo_mode

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ParameterError
 from .secrets import Secret
@@ -213,6 +213,22 @@ class Params(BaseModel):
             raise ValueError(f"must be one of {', '.join(map(str, allowed))} for this key type")
         return v
 
+    @model_validator(mode="after")
+    def _users_consistent(self) -> Params:
+        if not self.registry_users:
+            raise ParameterError(
+                "registry_users",
+                {},
+                "at least one user is needed, or the registry refuses everyone",
+                EXAMPLES["registry_users"],
+            )
+        both = sorted(set(self.registry_users) & set(self.registry_remove_users))
+        if both:
+            raise ParameterError(
+                "registry_remove_users", both, "these users are also in registry_users", "[olduser]"
+            )
+        return self
+
     # -- derived values -------------------------------------------------------------------
     @property
     def registry(self) -> str:
@@ -254,7 +270,7 @@ def load(values: Mapping[str, Any]) -> Params:
         if err["type"] == "extra_forbidden":
             raise ParameterError(
                 name,
-                err.get("input"),
+                "<hidden>",  # a mistyped secret's name would otherwise show its value
                 "unknown parameter",
                 f"one of: {', '.join(Params.model_fields)}",
             ) from None
@@ -262,7 +278,9 @@ def load(values: Mapping[str, Any]) -> Params:
         if isinstance(cause, ParameterError):
             raise cause from None
         problem = err["msg"].removeprefix("Value error, ")
-        raise ParameterError(name, err.get("input"), problem, EXAMPLES.get(top)) from None
+        # registry_users maps names to references, but may hold pasted passwords.
+        shown = "<hidden>" if top == "registry_users" else err.get("input")
+        raise ParameterError(name, shown, problem, EXAMPLES.get(top)) from None
 
 
 def load_yaml(path: str | Path) -> Params:

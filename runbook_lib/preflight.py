@@ -33,6 +33,10 @@ def check_os(f: HostFacts) -> str:
         )
     if f.arch not in ARCHES:
         raise UnsupportedHost(f"architecture {f.arch} is not supported ({', '.join(ARCHES)})")
+    if os_.id in ("fedora", "amzn"):
+        raise UnsupportedHost(
+            f"{os_.pretty} is not supported: the runbook installs Docker on EL 8/9, Debian and Ubuntu"
+        )
     minimum = SUPPORTED[os_.family].get(os_.id)
     if minimum and os_.major and os_.major < minimum:
         raise UnsupportedHost(f"{os_.pretty} is too old (at least version {minimum} is needed)")
@@ -105,6 +109,19 @@ def registry_port(rb: Runbook) -> StepResult:
         f"port {p.registry_port} is already in use on the host by something other than "
         f"the registry service {service}; choose another 'registry_port' or free it"
     )
+
+
+@step("Swarm address")
+def swarm_address(rb: Runbook) -> StepResult:
+    """Which address the swarm will advertise: refused now, not after Docker is installed,
+    when the host has several and the parameter does not say."""
+    from .swarm import advertise_address
+
+    f = rb.facts()
+    if f.swarm.state == "active":
+        return StepResult("Swarm address", "ok", f"swarm already active on {f.swarm.node_addr}")
+    addr = advertise_address(f, rb.p.swarm_advertise_addr)
+    return StepResult("Swarm address", "ok", f"will advertise {addr or 'the address Docker picks'}")
 
 
 @step("Registry address")

@@ -50,11 +50,11 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
     states = path_states(rb.host, *files)
     missing = [f for f, s in zip(files, states, strict=True) if not s.exists]
     if missing:
-        raise RunbookError(
+        raise MissingInput(
             f"missing {', '.join(missing)}: run notebooks 05 (TLS) and 06 (users) first"
         )
     cert, key, users = (s.sha256[:12] for s in states)
-    return stackfile.RegistryStack(
+    stack = stackfile.RegistryStack(
         stack=p.stack_name,
         image=p.registry_image,
         port=p.registry_port,
@@ -66,6 +66,7 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
         key_digest=key,
         htpasswd_digest=users,
     )
+    return stackfile.with_digest(stack)
 
 
 @step("Stack file")
@@ -86,8 +87,9 @@ def stack_file(rb: Runbook) -> StepResult:
     )
 
 
-def deployed(rb: Runbook) -> tuple[str, list[str]] | None:
-    """The running service's image and secret names, or None when there is no service."""
+def deployed(rb: Runbook) -> str | None:
+    """The stack digest the running service was deployed from ("" when it has none, as a
+    service from an older runbook or from the tutorial), or None when there is no service."""
     r = rb.host.run(
         [
             "docker",
@@ -95,22 +97,16 @@ def deployed(rb: Runbook) -> tuple[str, list[str]] | None:
             "inspect",
             f"{rb.p.stack_name}_{SERVICE}",
             "--format",
-            "{{.Spec.TaskTemplate.ContainerSpec.Image}}"
-            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}} {{.SecretName}}{{end}}",
+            f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}',
         ],
         check=False,
     )
-    if not r.ok:
-        return None
-    image, *secrets = r.stdout.split()
-    return image.split("@")[0], sorted(secrets)
+    return r.stdout.strip() if r.ok else None
 
 
-def plan_deploy(
-    current: tuple[str, list[str]] | None, stack: stackfile.RegistryStack, path: str
-) -> list:
-    """Deploy when the service is missing or runs another image or other secrets."""
-    if current == (stack.image, sorted(stackfile.secret_names(stack))):
+def plan_deploy(current: str | None, stack: stackfile.RegistryStack, path: str) -> list:
+    """Deploy when the service is missing or was deployed from another stack file."""
+    if current == stack.stack_digest:
         return []
     return [Cmd(["docker", "stack", "deploy", "--compose-file", path, stack.stack], timeout=900)]
 
@@ -125,12 +121,16 @@ def deploy(rb: Runbook) -> StepResult:
     plan = plan_deploy(current, stack, stack_path(rb))
     if plan:
         plan.append(Call("remove secrets of earlier versions", lambda h: _prune_secrets(rb, stack)))
-    why = "deployed" if current is None else "updated (new image, certificate or users)"
+    why = (
+        "deployed"
+        if current is None
+        else "updated (the stack file changed: image, port, certificate or users)"
+    )
     return apply(
         rb.host,
         "Registry service",
         plan,
-        unchanged=f"service {stack.stack}_{SERVICE} runs {stack.image} with the current certificate and users",
+        unchanged=f"service {stack.stack}_{SERVICE} runs from the current stack file ({stack.image})",
         changed=f"service {stack.stack}_{SERVICE} {why}",
         dry_run=rb.dry_run,
     )
@@ -172,6 +172,22 @@ def task_state(rb: Runbook) -> str:
     return f"{state}: {error}" if error else state
 
 
+def update_state(rb: Runbook) -> str:
+    """The service's rolling update: "" (none), updating, completed, rollback_..."""
+    r = rb.host.run(
+        [
+            "docker",
+            "service",
+            "inspect",
+            f"{rb.p.stack_name}_{SERVICE}",
+            "--format",
+            "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+        ],
+        check=False,
+    )
+    return r.stdout.strip()
+
+
 @step("Registry answers", check_only=True)
 def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, showing
@@ -180,7 +196,16 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     p, ca = rb.p, ca_pem(rb)
     start, last, shown = time.monotonic(), "nothing yet", 0.0
     while True:
+        update = update_state(rb)
+        if update.startswith("rollback"):
+            raise RunbookError(
+                f"the registry's update was rolled back ({update}): see `docker service ps "
+                f"--no-trunc {p.stack_name}_{SERVICE}` on the host"
+            )
         try:
+            if update in ("updating", "paused"):
+                # The old task may still answer, with the old users: wait for the new one.
+                raise OSError(f"the service is {update}")
             anon = probe.https_get(rb.host, p.registry_port, p.registry_host, ca)
             if anon.status == 401:
                 auth = probe.https_get(

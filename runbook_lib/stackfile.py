@@ -36,6 +36,7 @@ HEADER = (
     "# Do not edit by hand: the next run of the runbook overwrites this file.\n"
 )
 SECRETS_DIR = "/run/secrets"
+STACK_LABEL = "runbook.stack-digest"
 DATA_DIR = "/var/lib/registry"
 CONTAINER_PORT = 5000  # the registry's own listening port (REGISTRY_HTTP_ADDR default)
 _DOCKER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
@@ -55,6 +56,9 @@ class RegistryStack:
     cert_digest: str
     key_digest: str
     htpasswd_digest: str
+    # The digest of the file rendered without it, as a service label: the deployed
+    # service says which file it came from, so any change of the file is seen.
+    stack_digest: str = ""
     stack: str = "manager"
     service: str = "registry"
     image: str = "registry:2"
@@ -132,6 +136,13 @@ def _secrets(stack: RegistryStack) -> list[tuple[str, str, str]]:
     ]
 
 
+def with_digest(stack: RegistryStack) -> RegistryStack:
+    """The stack labelled with the digest of its own file (rendered without the label)."""
+    import dataclasses
+
+    return dataclasses.replace(stack, stack_digest=file_digest(render(stack).encode()))
+
+
 def secret_names(stack: RegistryStack) -> list[str]:
     """The swarm secret names the stack file defines (older versions can then be removed)."""
     return [name for name, _, _ in _secrets(stack)]
@@ -145,6 +156,8 @@ def render(stack: RegistryStack) -> str:
         deploy["endpoint_mode"] = "dnsrr"
     deploy["restart_policy"] = {"condition": stack.restart_condition}
     deploy["placement"] = {"constraints": list(stack.placement)}
+    if stack.stack_digest:
+        deploy["labels"] = {STACK_LABEL: stack.stack_digest}
     service = {
         "image": stack.image,
         "ports": [

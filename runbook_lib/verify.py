@@ -32,8 +32,14 @@ shift 2
 
 
 def pushed_name(rb: Runbook) -> str:
-    """The tutorial's ``<docker.domain.com>:5000/hello-world``."""
+    """The tutorial's ``<docker.domain.com>:5000/hello-world`` (with the image's tag, if any)."""
     return f"{rb.p.registry}/{rb.p.verify_image.split('/')[-1]}"
+
+
+def repo_and_tag(rb: Runbook) -> tuple[str, str]:
+    """``hello-world``, ``latest``: the pushed image's repository in the registry, and tag."""
+    repo, _, tag = rb.p.verify_image.split("/")[-1].partition(":")
+    return repo, tag or "latest"
 
 
 def _with_login(rb: Runbook, *argv: str) -> str:
@@ -58,7 +64,7 @@ def _skipped(rb: Runbook, name: str) -> StepResult | None:
 @step("Already in the registry", check_only=True)
 def in_registry(rb: Runbook) -> StepResult:
     """Does the registry hold the image already (it was pushed and pulled before)?"""
-    p, repo = rb.p, pushed_name(rb).split("/", 1)[1]
+    p, (repo, tag) = rb.p, repo_and_tag(rb)
     answer = probe.https_get(
         rb.host,
         p.registry_port,
@@ -68,12 +74,12 @@ def in_registry(rb: Runbook) -> StepResult:
         auth=first_user(rb),
     )
     tags = (answer.json() or {}).get("tags") or [] if answer.status == 200 else []
-    rb.cache["in registry"] = "latest" in tags
+    rb.cache["in registry"] = tag in tags
     if not rb.cache["in registry"]:
         return StepResult(
             "Already in the registry",
             "ok",
-            f"{repo}:latest is not in the registry yet: push and pull it",
+            f"{repo}:{tag} is not in the registry yet: push and pull it",
         )
     how = (
         "skip the round trip"
@@ -83,7 +89,7 @@ def in_registry(rb: Runbook) -> StepResult:
     return StepResult(
         "Already in the registry",
         "ok",
-        f"{repo}:latest is in the registry, pushed and pulled before: {how}",
+        f"{repo}:{tag} is in the registry, pushed and pulled before: {how}",
     )
 
 
@@ -135,7 +141,8 @@ def remove_local(rb: Runbook) -> StepResult:
     names = [rb.p.verify_image, pushed_name(rb)]
     script = r"""
 for image in "$@"; do
-  ids=$(docker ps -aq --filter "ancestor=$image")
+  # Only stopped containers: a running one may be a service built on the same image.
+  ids=$(docker ps -aq --filter "ancestor=$image" --filter status=exited --filter status=created)
   [ -z "$ids" ] || docker rm -f $ids >/dev/null
 done
 docker image rm "$@" >/dev/null
@@ -174,7 +181,7 @@ def catalog(rb: Runbook) -> StepResult:
         rb.host, p.registry_port, p.registry_host, ca_pem(rb), "/v2/_catalog", auth=first_user(rb)
     )
     repos = (answer.json() or {}).get("repositories", []) if answer.status == 200 else []
-    wanted = pushed_name(rb).split("/", 1)[1]
+    wanted = repo_and_tag(rb)[0]
     if wanted not in repos:
         raise RunbookError(
             f"/v2/_catalog answered {answer.status} and does not list {wanted}: {repos}"

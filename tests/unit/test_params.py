@@ -8,7 +8,11 @@ from runbook_lib import params
 from runbook_lib.errors import ParameterError, SecretError
 from runbook_lib.secrets import Secret
 
-BASE = {"host": "192.0.2.10", "registry_host": "docker.example.com"}
+BASE = {
+    "host": "192.0.2.10",
+    "registry_host": "docker.example.com",
+    "registry_users": {"admin": "env:REGISTRY_PASSWORD"},
+}
 
 
 def load(**over):
@@ -80,6 +84,23 @@ def test_bad_input_names_the_parameter(over, name):
 def test_missing_required_parameter():
     with pytest.raises(ParameterError, match="registry_host"):
         params.load({"host": "192.0.2.10"})
+
+
+def test_users_must_exist_and_not_also_be_removed():
+    with pytest.raises(ParameterError, match="registry_users.*at least one user"):
+        params.load({**BASE, "registry_users": {}})
+    with pytest.raises(ParameterError, match="registry_remove_users"):
+        params.load({**BASE, "registry_remove_users": ["admin"]})
+
+
+def test_mistyped_or_malformed_secrets_are_not_echoed():
+    for bad in (
+        {"sudo_passwd": "hunter2-plain"},
+        {"registry_users": {"bad user": "hunter2-plain"}},
+    ):
+        with pytest.raises(ParameterError) as info:
+            load(**bad)
+        assert "hunter2-plain" not in str(info.value)
 
 
 @pytest.mark.parametrize("field", ["ssh_password", "sudo_password", "portainer_admin_password"])

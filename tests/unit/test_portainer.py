@@ -13,6 +13,7 @@ PASSWORD = "correct-horse-battery"
 
 
 def params(**changes) -> Params:
+    changes.setdefault("registry_users", {"admin": "env:REGISTRY_PASSWORD"})
     return Params(host="192.0.2.10", registry_host="docker.example.com", **changes)
 
 

@@ -188,3 +188,21 @@ def test_bad_settings_raise_parameter_error(field, value, param):
 def test_digests_are_required():
     with pytest.raises(TypeError):
         stackfile.RegistryStack()
+
+
+def test_the_digest_label_sees_every_change_of_the_file():
+    from runbook_lib import registry
+
+    base = stackfile.RegistryStack(
+        cert_digest="a" * 12, key_digest="b" * 12, htpasswd_digest="c" * 12
+    )
+    one = stackfile.with_digest(base)
+    assert one.stack_digest and stackfile.STACK_LABEL in stackfile.render(one)
+    assert stackfile.with_digest(base) == one  # deterministic
+    moved = stackfile.with_digest(dataclasses.replace(base, port=5001))
+    assert moved.stack_digest != one.stack_digest
+    path = "/home/docker/docker-compose.yml"
+    assert registry.plan_deploy(one.stack_digest, one, path) == []
+    assert registry.plan_deploy(one.stack_digest, moved, path)  # a new port is deployed
+    assert registry.plan_deploy(None, one, path)  # no service yet
+    assert registry.plan_deploy("", one, path)  # a service deployed by hand
