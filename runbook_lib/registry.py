@@ -168,7 +168,10 @@ def task_state(rb: Runbook) -> str:
         ],
         check=False,
     )
-    state, _, error = (r.stdout.splitlines() or ["no task yet|"])[0].partition("|")
+    lines = r.stdout.splitlines() or ["no task yet|"]
+    # The newest task may just be starting again: show the newest error, if any.
+    failed = [line for line in lines if line.partition("|")[2].strip()]
+    state, _, error = (failed or lines)[0].partition("|")
     return f"{state}: {error}" if error else state
 
 
@@ -188,6 +191,26 @@ def update_state(rb: Runbook) -> str:
     return r.stdout.strip()
 
 
+def new_task_running(rb: Runbook) -> bool:
+    """Whether the tasks the service wants now all run (during an update, the old task is
+    no longer among them; Docker still reports "updating" for a few seconds after)."""
+    r = rb.host.run(
+        [
+            "docker",
+            "service",
+            "ps",
+            f"{rb.p.stack_name}_{SERVICE}",
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.CurrentState}}",
+        ],
+        check=False,
+    )
+    states = r.stdout.split("\n") if r.stdout.strip() else []
+    return bool(states) and all(s.startswith("Running") for s in states if s)
+
+
 @step("Registry answers", check_only=True)
 def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, showing
@@ -197,13 +220,14 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     start, last, shown = time.monotonic(), "nothing yet", 0.0
     while True:
         update = update_state(rb)
-        if update.startswith("rollback"):
+        if update == "paused" or update.startswith("rollback"):
             raise RunbookError(
-                f"the registry's update was rolled back ({update}): see `docker service ps "
-                f"--no-trunc {p.stack_name}_{SERVICE}` on the host"
+                f"Docker stopped the registry's update ({update}): its new task failed: "
+                f"{task_state(rb)}. See `docker service ps --no-trunc {p.stack_name}_{SERVICE}` "
+                "on the host."
             )
         try:
-            if update in ("updating", "paused"):
+            if update == "updating" and not new_task_running(rb):
                 # The old task may still answer, with the old users: wait for the new one.
                 raise OSError(f"the service is {update}")
             anon = probe.https_get(rb.host, p.registry_port, p.registry_host, ca)
