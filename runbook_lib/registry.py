@@ -87,20 +87,17 @@ def stack_file(rb: Runbook) -> StepResult:
     )
 
 
+def _service(rb: Runbook, verb: str, *args: str):
+    """``docker service VERB STACK_registry ARGS``, as a probe (a missing service is no error)."""
+    return rb.host.run(
+        ["docker", "service", verb, f"{rb.p.stack_name}_{SERVICE}", *args], check=False
+    )
+
+
 def deployed(rb: Runbook) -> str | None:
     """The stack digest the running service was deployed from ("" when it has none, as a
     service from an older runbook or from the tutorial), or None when there is no service."""
-    r = rb.host.run(
-        [
-            "docker",
-            "service",
-            "inspect",
-            f"{rb.p.stack_name}_{SERVICE}",
-            "--format",
-            f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}',
-        ],
-        check=False,
-    )
+    r = _service(rb, "inspect", "--format", f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}')
     return r.stdout.strip() if r.ok else None
 
 
@@ -156,18 +153,7 @@ _HOPELESS = ("No such image", "pull access denied", "manifest unknown", "invalid
 
 def task_state(rb: Runbook) -> str:
     """The newest task's state and error, e.g. ``Rejected 3 seconds ago: No such image``."""
-    r = rb.host.run(
-        [
-            "docker",
-            "service",
-            "ps",
-            f"{rb.p.stack_name}_{SERVICE}",
-            "--no-trunc",
-            "--format",
-            "{{.CurrentState}}|{{.Error}}",
-        ],
-        check=False,
-    )
+    r = _service(rb, "ps", "--no-trunc", "--format", "{{.CurrentState}}|{{.Error}}")
     lines = r.stdout.splitlines() or ["no task yet|"]
     # The newest task may just be starting again: show the newest error, if any.
     failed = [line for line in lines if line.partition("|")[2].strip()]
@@ -177,36 +163,14 @@ def task_state(rb: Runbook) -> str:
 
 def update_state(rb: Runbook) -> str:
     """The service's rolling update: "" (none), updating, completed, rollback_..."""
-    r = rb.host.run(
-        [
-            "docker",
-            "service",
-            "inspect",
-            f"{rb.p.stack_name}_{SERVICE}",
-            "--format",
-            "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
-        ],
-        check=False,
-    )
+    r = _service(rb, "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}")
     return r.stdout.strip()
 
 
 def new_task_running(rb: Runbook) -> bool:
     """Whether the tasks the service wants now all run (during an update, the old task is
     no longer among them; Docker still reports "updating" for a few seconds after)."""
-    r = rb.host.run(
-        [
-            "docker",
-            "service",
-            "ps",
-            f"{rb.p.stack_name}_{SERVICE}",
-            "--filter",
-            "desired-state=running",
-            "--format",
-            "{{.CurrentState}}",
-        ],
-        check=False,
-    )
+    r = _service(rb, "ps", "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
     states = r.stdout.split("\n") if r.stdout.strip() else []
     return bool(states) and all(s.startswith("Running") for s in states if s)
 
