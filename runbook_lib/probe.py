@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import ssl
 from dataclasses import dataclass
 
 from .errors import ConnectError
 from .hosts import SSHHost
+
+
+class _RefusedChannel(logging.Filter):
+    """paramiko logs a refused forward as an error; while a service starts that is expected,
+    and https_get reports it itself, so it stays out of the notebook's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in record.getMessage()
+
+
+logging.getLogger("paramiko.transport").addFilter(_RefusedChannel())
 
 
 @dataclass(frozen=True)
