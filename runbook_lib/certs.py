@@ -138,8 +138,11 @@ def _details(info: tls.CertInfo) -> dict[str, str]:
 
 
 def ca_pem(rb: Runbook) -> bytes:
-    """What clients trust (public). In a dry run before the first real run, nothing yet."""
-    return rb.host.get(layout(rb).ca_cert) or b""
+    """What clients trust (public), read once per notebook after the certificate step. In a
+    dry run before the first real run, nothing yet."""
+    if "ca.crt" not in rb.cache:
+        rb.cache["ca.crt"] = rb.host.get(layout(rb).ca_cert) or b""
+    return rb.cache["ca.crt"]
 
 
 def plan_trust(host, ca: bytes, names: list[str], port: int) -> list:
