@@ -60,9 +60,12 @@ def work_dir(rb: Runbook) -> StepResult:
     lay = layout(rb)
     wanted = [(lay.work_dir, 0o755), (lay.certs, 0o700), (lay.auth, 0o700)]
     states = path_states(rb.host, *(p for p, _ in wanted))
-    plan = [
-        a for (path, mode), st in zip(wanted, states, strict=True) for a in plan_dir(st, path, mode)
-    ]
+    # An existing work directory keeps its owner and mode (it may be a user's home);
+    # the folders that hold secrets are made root-only whatever they were.
+    plan = [] if states[0].exists else plan_dir(states[0], lay.work_dir, 0o755)
+    for (path, mode), st in zip(wanted[1:], states[1:], strict=True):
+        plan += plan_dir(st, path, mode)
+
     return apply(
         rb.host,
         "Work directory",
