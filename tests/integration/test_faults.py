@@ -92,11 +92,20 @@ def test_restarted_engine_brings_the_registry_back_with_its_data(built):
 
 
 def test_dropped_connection_names_the_step_and_a_rerun_completes(built):
+    def sessions() -> set[str]:
+        r = subprocess.run(["pgrep", "-f", "^sshd: root@notty"], capture_output=True, text=True)
+        return set(r.stdout.split())
+
+    # Sessions of earlier runs may still be closing: only the run's own session is cut.
+    earlier = sessions()
+
     def drop():
         # Wait until the notebook's SSH session exists, then kill it on the host side.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if subprocess.run(["pkill", "-f", "^sshd: root@notty"]).returncode == 0:
+            new = sessions() - earlier
+            if new:
+                subprocess.run(["kill", *new])
                 return
             time.sleep(0.05)
 
