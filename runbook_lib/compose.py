@@ -45,9 +45,9 @@ def pick_package(candidates: dict[str, str]) -> str | None:
 @step("Compose v2")
 def plugin(rb: Runbook) -> StepResult:
     name = "Compose v2"
-    r = rb.host.run(["docker", "compose", "version", "--short"], check=False)
-    if r.ok:
-        return StepResult(name, "ok", f"docker compose {r.stdout.strip()} is installed")
+    installed = rb.facts().compose  # `docker compose version`, read with the host's facts
+    if installed:
+        return StepResult(name, "ok", f"docker compose {installed} is installed")
     os_ = rb.facts().os
     if os_.family == "rhel":
         pkg = CE[-1]

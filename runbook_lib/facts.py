@@ -17,7 +17,6 @@ _SCRIPT = r"""
 echo '== os-release'; cat /etc/os-release 2>/dev/null
 echo '== arch'; uname -m
 echo '== init'; cat /proc/1/comm 2>/dev/null; test -d /run/systemd/system && echo systemd-booted
-echo '== docker-client'; command -v docker 2>/dev/null
 echo '== docker-server'; docker version --format '{{.Server.Version}}' 2>/dev/null
 echo '== swarm'; docker info --format '{{json .Swarm}}' 2>/dev/null
 echo '== compose'; docker compose version --short 2>/dev/null
@@ -66,7 +65,6 @@ class HostFacts:
     os: OsRelease
     arch: str
     init: str  # "systemd" when systemd runs the host, else the name of PID 1
-    docker_client: str
     docker_server: str  # version of a running engine, "" when none answers
     swarm: Swarm
     compose: str
@@ -150,7 +148,6 @@ def parse(text: str) -> HostFacts:
         os=parse_os_release(s.get("os-release", [])),
         arch=first("arch"),
         init=init,
-        docker_client=first("docker-client"),
         docker_server=first("docker-server"),
         swarm=parse_swarm(s.get("swarm", [])),
         compose=first("compose"),

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from . import params as params_mod
-from .errors import RunbookError
 from .secrets import Secret
 from .steps import REPORT_MIME
 
@@ -56,10 +55,6 @@ class RunSummary:
     def to_json(self) -> str:
         data = asdict(self)
         return json.dumps(data, indent=2)
-
-
-class NotebookFailed(RunbookError):
-    pass
 
 
 def _shared_client_class():

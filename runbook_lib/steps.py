@@ -149,7 +149,6 @@ def apply(
             try:
                 action.apply(host)
             except CommandFailed as exc:
-                exc.step = name
                 raise CommandFailed(exc.result, step=name) from None
             except RunbookError as exc:
                 raise StepFailed(name, exc) from None

@@ -16,8 +16,6 @@ x86_64
 == init
 systemd
 systemd-booted
-== docker-client
-/usr/bin/docker
 == docker-server
 24.0.7
 == swarm
