@@ -146,12 +146,6 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     rounds = 1 if args.quick else args.rounds
-    sh(
-        "bash",
-        "-c",
-        "command -v htpasswd >/dev/null || apt-get install -y -q apache2-utils >/dev/null",
-    )
-
     floors, fresh, noop, conns, fixed = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

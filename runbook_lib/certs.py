@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import tls
 from .context import Runbook, step
+from .errors import MissingInput
 from .hosts import LocalHost
 from .steps import Put, StepResult, apply, path_states, plan_dir, plan_file
 
@@ -80,11 +81,23 @@ def work_dir(rb: Runbook) -> StepResult:
 def certificate(rb: Runbook) -> StepResult:
     p, lay, host = rb.p, layout(rb), rb.host
     names = p.all_registry_names
-    cert_pem, key_pem = host.get(lay.cert), host.get(lay.key)
-    reason = tls.needs_new_cert(cert_pem, key_pem, names)
+    cert_pem, key_pem, ca_now = host.get(lay.cert), host.get(lay.key), host.get(lay.ca_cert)
+    reason = tls.needs_new_cert(cert_pem, key_pem, names) or tls.trust_problem(
+        cert_pem, ca_now, p.tls_ca
+    )
     if reason is None:
         info = tls.cert_info(tls.load_cert(cert_pem))
-        return StepResult("Certificate", "ok", f"kept: {_describe(info)}", details=_details(info))
+        # A kept self-signed certificate is its own ca.crt (the tutorial's layout has none).
+        fix = info.is_self_signed and ca_now != cert_pem
+        return apply(
+            host,
+            "Certificate",
+            [Put(lay.ca_cert, cert_pem, 0o644)] if fix else [],
+            unchanged=f"kept: {_describe(info)}",
+            changed=f"kept: {_describe(info)}; ca.crt set to it",
+            dry_run=rb.dry_run,
+            details=_details(info),
+        )
     plan = []
     if p.tls_ca:
         ca_cert, ca_key, ca_plan = _ca(rb, lay)
@@ -144,7 +157,12 @@ def ca_pem(rb: Runbook) -> bytes:
     """What clients trust (public), read once per notebook after the certificate step. In a
     dry run before the first real run, nothing yet."""
     if "ca.crt" not in rb.cache:
-        rb.cache["ca.crt"] = rb.host.get(layout(rb).ca_cert) or b""
+        path = layout(rb).ca_cert
+        pem = rb.host.get(path) or b""
+        if not pem and not rb.dry_run:
+            # Trusting an empty file would make every client fail with a TLS error later.
+            raise MissingInput(f"{path} is missing: run notebook 05 (TLS) first")
+        rb.cache["ca.crt"] = pem
     return rb.cache["ca.crt"]
 
 

@@ -70,6 +70,10 @@ class UnsupportedHost(RunbookError):
     """The host is something the runbook cannot set up (OS, architecture, init system)."""
 
 
+class MissingInput(RunbookError):
+    """A file an earlier notebook makes is not there (yet)."""
+
+
 class WaitTimeout(RunbookError):
     """Something did not become ready in time; says what was last seen."""
 

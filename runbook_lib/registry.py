@@ -7,20 +7,17 @@ the tutorial's ``docker-compose.yml``) and written to ``WORK_DIR/docker-compose.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 
 from . import probe, stackfile
 from .certs import ca_pem, layout
 from .context import Runbook, step
-from .errors import RunbookError, WaitTimeout
+from .errors import MissingInput, RunbookError, WaitTimeout
 from .steps import Call, Cmd, StepResult, apply, path_states, plan_file
 from .users import htpasswd_path
 
 SERVICE = "registry"
-
-
-class MissingInput(RunbookError):
-    """A file an earlier notebook makes is not there (yet)."""
 
 
 def _not_yet(rb: Runbook, name: str, exc: MissingInput) -> StepResult:
@@ -182,6 +179,7 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     name = "Registry answers"
     p, ca = rb.p, ca_pem(rb)
     start, last, shown = time.monotonic(), "nothing yet", 0.0
+    untrusted_since = None  # a certificate ca.crt does not verify, while no update runs
     while True:
         update = update_state(rb)
         if update == "paused" or update.startswith("rollback"):
@@ -210,8 +208,22 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
                 last = f"{auth.status} with the credentials of {first_user(rb)[0]!r}"
             else:
                 last = f"{anon.status} without credentials (expected 401)"
+            untrusted_since = None
+        except ssl.SSLCertVerificationError as exc:
+            last = str(exc)
+            untrusted_since = untrusted_since or time.monotonic()
+            if update != "updating" and time.monotonic() - untrusted_since > 5:
+                # The running task serves a certificate the clients will refuse: waiting
+                # does not cure that.
+                raise RunbookError(
+                    f"the registry on port {p.registry_port} presents a certificate that "
+                    f"{layout(rb).ca_cert} does not verify ({exc.verify_message}). Another "
+                    "server may hold the port, or the files changed outside the runbook: "
+                    "run notebooks 05 and 07 again."
+                ) from None
         except OSError as exc:
             last = str(exc)
+            untrusted_since = None
         waited = time.monotonic() - start
         if waited - shown >= 5 or waited > timeout:
             task = task_state(rb)

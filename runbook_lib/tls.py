@@ -341,6 +341,27 @@ def needs_new_cert(
     return None
 
 
+def trust_problem(cert_pem: bytes, ca_pem: bytes | None, want_ca: bool) -> str | None:
+    """Why ``ca.crt`` cannot vouch for a certificate that would otherwise be kept (a reason
+    to make a new one), or ``None``.
+
+    A self-signed certificate vouches for itself, and ``ca.crt`` is then made a copy of it
+    (a registry set up by the tutorial's commands has no ``ca.crt`` at all), unless the
+    local CA is asked for. A certificate signed by a CA is kept only while ``ca.crt`` is
+    that CA: clients are given ``ca.crt`` and nothing else.
+    """
+    cert = load_cert(cert_pem)
+    if _is_self_signed(cert):
+        return "tls_ca asks for a certificate signed by the local CA" if want_ca else None
+    if not ca_pem:
+        return "ca.crt, the CA that signed it, is missing"
+    try:
+        cert.verify_directly_issued_by(load_cert(ca_pem))
+    except (ValueError, TypeError, InvalidSignature):
+        return "ca.crt is not the CA that signed it"
+    return None
+
+
 def _sans(cert: x509.Certificate) -> tuple[list[str], list[IPAddress]]:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

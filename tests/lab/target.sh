@@ -163,7 +163,8 @@ start_sshd() {
 }
 
 up() {
-    lab_apt_install openssh-server sudo
+    # apache2-utils: htpasswd, for the tutorial's own commands (benchmarks/floor.sh).
+    lab_apt_install openssh-server sudo apache2-utils
     make_keys
     make_users
     local changed=0

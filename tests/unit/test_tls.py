@@ -332,3 +332,21 @@ def test_needs_new_cert_validates_names(key, cert):
     with pytest.raises(ParameterError) as err:
         tls.needs_new_cert(None, None, ["bad name"])
     assert err.value.name == "registry_host"
+
+
+def test_trust_problem(key, other_key, cert):
+    pem = tls.cert_to_pem(cert)
+    ca = tls.make_ca(other_key, "Registry CA", 100, now=NOW)
+    signed = tls.cert_to_pem(tls.make_server_cert(key, NAMES, 30, other_key, ca, now=NOW))
+    another_ca = tls.make_ca(key, "Another CA", 100, now=NOW)
+    # A self-signed certificate vouches for itself, with or without a ca.crt yet...
+    assert tls.trust_problem(pem, None, want_ca=False) is None
+    assert tls.trust_problem(pem, tls.cert_to_pem(ca), want_ca=False) is None
+    # ...unless the local CA is asked for.
+    assert "tls_ca" in tls.trust_problem(pem, pem, want_ca=True)
+    # A CA-signed certificate is kept only while ca.crt is that CA.
+    assert tls.trust_problem(signed, tls.cert_to_pem(ca), want_ca=True) is None
+    assert tls.trust_problem(signed, tls.cert_to_pem(ca), want_ca=False) is None
+    assert "missing" in tls.trust_problem(signed, None, want_ca=True)
+    assert "not the CA" in tls.trust_problem(signed, tls.cert_to_pem(another_ca), want_ca=True)
+    assert "not the CA" in tls.trust_problem(signed, pem, want_ca=False)
