@@ -9,8 +9,10 @@ plainly when none does.
 
 from __future__ import annotations
 
+from . import facts
 from .context import Runbook, step
 from .engine import APT, CE, _yum
+from .hosts import Host
 from .steps import Cmd, StepResult, apply
 
 # Debian/Ubuntu packages that carry Compose v2, by preference. Debian's `docker-compose`
@@ -42,6 +44,20 @@ def pick_package(candidates: dict[str, str]) -> str | None:
     return None
 
 
+def read_candidates(host: Host) -> dict[str, str]:
+    """apt's candidate versions of the packages that may carry Compose v2.
+
+    Read in the background from the first look at the host, before it is known whether the
+    host has apt or Compose already (on a host without apt it fails at once): apt loads its
+    whole package index for it, which takes half a second on a host that keeps no binary
+    cache of it (``pkgcache.bin``)."""
+    policy = host.run(["apt-cache", "policy", *DEB_CANDIDATES], privileged=False, check=False)
+    return parse_candidates(policy.stdout)
+
+
+facts.PREFETCH.append(lambda host: facts.prefetch(host, "compose candidates", read_candidates))
+
+
 @step("Compose v2")
 def plugin(rb: Runbook) -> StepResult:
     name = "Compose v2"
@@ -53,8 +69,7 @@ def plugin(rb: Runbook) -> StepResult:
         pkg = CE[-1]
         plan = [Cmd([_yum(os_), "install", "-y", pkg], timeout=900)]
     else:
-        policy = rb.host.run(["apt-cache", "policy", *DEB_CANDIDATES], check=False).stdout
-        pkg = pick_package(parse_candidates(policy))
+        pkg = pick_package(facts.shared(rb.host, "compose candidates", read_candidates))
         if pkg is None:
             return StepResult(
                 name,

@@ -30,8 +30,7 @@ class Runbook:
         self.notebook = notebook
         self.host = host or connect(params)
         self.results: list[StepResult] = []
-        self.cache: dict[str, Any] = {}  # facts a module reads once per notebook
-        self._facts: facts_mod.HostFacts | None = None
+        self.cache: dict[str, Any] = {}  # what a module reads once per notebook
 
     def __repr__(self) -> str:
         mode = "  (check mode: nothing will change)" if self.dry_run else ""
@@ -42,10 +41,9 @@ class Runbook:
         return self.p.check_mode
 
     def facts(self, refresh: bool = False) -> facts_mod.HostFacts:
-        """The host's common facts, read once and cached; ``refresh`` reads them again."""
-        if self._facts is None or refresh:
-            self._facts = facts_mod.gather(self.host)
-        return self._facts
+        """The host's common facts, read once and kept while nothing changes the host
+        (see :mod:`runbook_lib.facts`); ``refresh`` reads them again."""
+        return facts_mod.common(self.host, refresh=refresh)
 
     def finish(self) -> Any:
         """Show the notebook's outcome and record it for the runner."""
@@ -59,7 +57,7 @@ class Runbook:
 
 
 # Connections by what they connect to: notebooks run one after another in one kernel
-# (see runner.SharedKernel) share one SSH connection; it reconnects by itself if dropped.
+# (see kernel.SharedKernel) share one SSH connection; it reconnects by itself if dropped.
 _CONNECTIONS: dict[tuple, SSHHost] = {}
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from . import facts
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError, UnsupportedHost
 from .facts import OsRelease
+from .hosts import Host
 from .steps import Cmd, Put, StepResult, apply
 
 REPO = "https://download.docker.com/linux"
@@ -129,19 +131,19 @@ def parse_facts(text: str) -> EngineFacts:
     )
 
 
+def read_packages(host: Host) -> EngineFacts:
+    names = sorted({*CE, "docker.io", *(n for lst in CONFLICTS.values() for n in lst)})
+    out = host.sh(_FACTS, *names, display="read Docker packages, repository and service")
+    return parse_facts(out.stdout)
+
+
 def packages(rb: Runbook) -> EngineFacts:
-    """The engine's facts, read once per notebook and again after a step changed them."""
-    if "engine" not in rb.cache:
-        names = sorted({*CE, "docker.io", *(n for lst in CONFLICTS.values() for n in lst)})
-        out = rb.host.sh(_FACTS, *names, display="read Docker packages, repository and service")
-        rb.cache["engine"] = parse_facts(out.stdout)
-    return rb.cache["engine"]
+    """The engine's facts, read again after a step changed the host."""
+    return facts.shared(rb.host, "engine", read_packages)
 
 
-def _applied(rb: Runbook, result: StepResult) -> StepResult:
-    if result.changed:
-        rb.cache.pop("engine", None)
-    return result
+# Read in the background with the common facts: notebook 02 needs them.
+facts.PREFETCH.append(lambda host: facts.prefetch(host, "engine", read_packages))
 
 
 def check_source(os_: OsRelease, source: str) -> None:
@@ -308,7 +310,7 @@ def remove_old(rb: Runbook) -> StepResult:
         changed="conflicting packages removed",
         dry_run=rb.dry_run,
     )
-    return _applied(rb, result)
+    return result
 
 
 @step("Docker repository")
@@ -329,7 +331,7 @@ def repository(rb: Runbook) -> StepResult:
         changed=f"{repo_url(os_)} added",
         dry_run=rb.dry_run,
     )
-    return _applied(rb, result)
+    return result
 
 
 def available_versions(rb: Runbook) -> list[str]:
@@ -341,6 +343,7 @@ def available_versions(rb: Runbook) -> list[str]:
         if not found and not rb.dry_run:
             # A new host's package lists are empty until the first update.
             rb.host.run([*APT, "update"], check=False, timeout=600)
+            rb.host.changes += 1  # new package lists: facts read from the old are stale
             found = _madison(rb, main)
         return found
     out = rb.host.run([_yum(os_), "list", main, "--showduplicates", "-q"], check=False).stdout
@@ -396,7 +399,7 @@ def install(rb: Runbook) -> StepResult:
         changed=f"{' '.join(wanted_packages(os_, p.docker_source))} installed",
         dry_run=rb.dry_run,
     )
-    return _applied(rb, result)
+    return result
 
 
 @step("Docker service")
@@ -414,8 +417,7 @@ def service(rb: Runbook) -> StepResult:
     )
     if plan and not rb.dry_run:
         result.details["engine"] = wait_engine(rb)
-    rb.facts(refresh=True)
-    return _applied(rb, result)
+    return result
 
 
 def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
@@ -429,4 +431,26 @@ def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
             raise RunbookError(
                 f"the Docker engine did not answer within {timeout:.0f} s: {r.stderr.strip()}"
             )
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+
+def docker_run(host: Host, image: str) -> str:
+    """``docker run --rm IMAGE`` (pulled when missing); the first line it printed."""
+    out = host.run(["docker", "run", "--rm", image], timeout=300).stdout
+    return next((line for line in out.splitlines() if line.strip()), "")
+
+
+@step("Run a container", check_only=True)
+def runs_containers(rb: Runbook, image: str = "hello-world") -> StepResult:
+    """The tutorial's ``docker run hello-world``, when it can tell something new: after
+    this notebook changed the engine, or while the engine runs no container. An engine
+    that already runs containers, and that nothing here changed, has shown that it can."""
+    name = "Run a container"
+    if not any(r.changed for r in rb.results):
+        r = rb.host.run(["docker", "info", "--format", "{{.ContainersRunning}}"], check=False)
+        running = r.stdout.strip()
+        if r.ok and running.isdigit() and int(running) > 0:
+            return StepResult(
+                name, "ok", f"the engine, unchanged, runs {running} container(s) already"
+            )
+    return StepResult(name, "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}")

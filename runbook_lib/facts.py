@@ -1,16 +1,86 @@
 """Facts: read-only looks at the host, each a command plus a pure parser of its output.
 
-The common facts are read in one round trip (:func:`gather`) and cached by the notebook's
-:class:`~runbook_lib.context.Runbook`; steps that change a fact read it again.
+The common facts are read in one round trip (:func:`gather`). Facts are kept per host
+(:func:`shared`) while nothing changed it: the notebooks of one run share their host
+connection, so a fact read in 01 serves 02, 03 and 04 too. Every step that changes the host
+goes through :func:`runbook_lib.steps.apply`, which counts the change (``Host.changes``);
+a fact read before the latest change is read again.
+
+A slow fact a later notebook will need is read in the background from the moment the
+common facts are first read (:data:`PREFETCH`): a module registers a function that starts
+:func:`prefetch`, and the host works on it in parallel with the notebooks before.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import time
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from .hosts import Host
+
+T = TypeVar("T")
+
+MAX_AGE = 60.0  # seconds a fact is trusted for, even with no change by the runbook
+
+# host -> key -> (Host.changes when read, when read, the value or its future)
+_KEPT: weakref.WeakKeyDictionary[Host, dict[str, tuple[int, float, Future]]] = (
+    weakref.WeakKeyDictionary()
+)
+_BACKGROUND = ThreadPoolExecutor(max_workers=4, thread_name_prefix="runbook-facts")
+
+#: Functions ``fn(host)`` called when the common facts are read, to start
+#: :func:`prefetch` of what later notebooks will need.
+PREFETCH: list[Callable[[Host], None]] = []
+
+
+def shared(host: Host, key: str, read: Callable[[Host], T], *, refresh: bool = False) -> T:
+    """``read(host)``, or what it gave before (or is giving, in the background) when nothing
+    changed on the host since and it is not older than :data:`MAX_AGE`."""
+    kept = _KEPT.setdefault(host, {})
+    entry = kept.get(key)
+    if refresh or entry is None or not _fresh(host, entry):
+        done: Future = Future()
+        try:
+            done.set_result(read(host))
+        except BaseException:
+            kept.pop(key, None)
+            raise
+        entry = kept[key] = (host.changes, time.monotonic(), done)
+    try:
+        return entry[2].result()
+    except BaseException:
+        kept.pop(key, None)  # a failed background read is tried again next time
+        raise
+
+
+def prefetch(host: Host, key: str, read: Callable[[Host], Any]) -> None:
+    """Start ``read(host)`` in the background for a later :func:`shared` of ``key``."""
+    kept = _KEPT.setdefault(host, {})
+    entry = kept.get(key)
+    if entry is None or not _fresh(host, entry):
+        kept[key] = (host.changes, time.monotonic(), _BACKGROUND.submit(read, host))
+
+
+def _fresh(host: Host, entry: tuple[int, float, Future]) -> bool:
+    changes, when, _ = entry
+    return changes == host.changes and time.monotonic() - when < MAX_AGE
+
+
+def common(host: Host, *, refresh: bool = False) -> HostFacts:
+    """The common facts (:func:`gather`), kept per host; when they are read, the registered
+    prefetches start alongside."""
+    entry = _KEPT.get(host, {}).get("common")
+    if refresh or entry is None or not _fresh(host, entry):
+        for start in PREFETCH:
+            start(host)
+    return shared(host, "common", gather, refresh=refresh)
+
 
 # Each section starts with a marker line; a missing tool leaves its section empty.
 _SCRIPT = r"""

@@ -16,6 +16,7 @@ import select
 import shlex
 import socket
 import subprocess
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -72,6 +73,7 @@ class Host(ABC):
         self.user = user
         self._sudo_password = sudo_password
         self._sudo_mode: str | None = None  # "root", "nopasswd" or "password", found lazily
+        self.changes = 0  # counted by steps.apply: facts read before a change are stale
 
     # -- what subclasses implement -------------------------------------------------------
     @abstractmethod
@@ -258,10 +260,16 @@ class SSHHost(Host):
         self.timeout = timeout
         self.name = f"{user}@{address}:{port}"
         self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
 
     # -- connection ----------------------------------------------------------------------
     def connect(self) -> paramiko.SSHClient:
         """Open the connection now (it opens by itself on first use)."""
+        # Facts may be read in the background (runbook_lib.facts): one connection for all.
+        with self._lock:
+            return self._connect()
+
+    def _connect(self) -> paramiko.SSHClient:
         if self._client is not None:
             transport = self._client.get_transport()
             if transport is not None and transport.is_active():

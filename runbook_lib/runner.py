@@ -12,21 +12,20 @@ import json
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import params as params_mod
-from .secrets import Secret
-from .steps import REPORT_MIME
+from .errors import ParameterError
+from .kernel import SharedKernel
 
+# Light imports only up to here: the kernel is started before the library's heavier parts
+# (pydantic, paramiko, papermill) load in this process; see runbook_lib.kernel.
 NOTEBOOKS = Path(
     os.environ.get("RUNBOOK_NOTEBOOKS", Path(__file__).resolve().parents[1] / "notebooks")
 )
-RUN_DIR_ENV = "RUNBOOK_RUN_DIR"  # where a notebook may leave files for the run (ca.crt)
 
 
 @dataclass
@@ -57,116 +56,6 @@ class RunSummary:
         return json.dumps(data, indent=2)
 
 
-def _shared_client_class():
-    from jupyter_client.asynchronous import AsyncKernelClient
-
-    class SharedClient(AsyncKernelClient):
-        """A client that may be started and readied again: the second time is a no-op."""
-
-        _ready = False
-
-        def start_channels(self, *args, **kwargs) -> None:
-            if not self.channels_running:
-                super().start_channels(*args, **kwargs)
-
-        async def _async_wait_for_ready(self, timeout=None) -> None:
-            if not self._ready:
-                await super()._async_wait_for_ready(timeout=timeout)
-                self._ready = True
-
-        wait_for_ready = _async_wait_for_ready
-
-    return SharedClient
-
-
-class SharedKernel:
-    """One kernel, and one client of it, for every notebook of a run.
-
-    Starting a kernel and importing the library cost about a second per notebook, and
-    connecting a client to a kernel a quarter of one; sharing both pays that once, and lets
-    the notebooks share the SSH connection too. Before each notebook the kernel's namespace
-    and execution count are reset, so every executed notebook reads as if it ran alone. The
-    kernel talks over Unix sockets in a private folder: TCP ports on loopback would be open
-    to every local user.
-    """
-
-    _RESET = "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1"
-    _WARM_UP = "import IPython.display, runbook_lib.context, " + ", ".join(
-        f"runbook_lib.{m}"
-        for m in (
-            "preflight",
-            "engine",
-            "compose",
-            "swarm",
-            "certs",
-            "users",
-            "registry",
-            "verify",
-            "portainer",
-        )
-    )
-
-    def __init__(self, folder: str, cwd: str):
-        from jupyter_client.manager import AsyncKernelManager
-        from jupyter_core.utils import run_sync
-        from traitlets import default
-
-        shared = self
-
-        class IPCKernelManager(AsyncKernelManager):
-            @default("transport")
-            def _default_transport(self) -> str:
-                return "ipc"
-
-            @default("ip")
-            def _default_ip(self) -> str:
-                return os.path.join(folder, "kernel")
-
-            def client(self, **kwargs):
-                # papermill asks for a client per notebook: hand out the shared one.
-                if shared._client is None:
-                    shared._client = super().client(**kwargs)
-                return shared._client
-
-        self._client = None
-        self._run_sync = run_sync
-        self.km = IPCKernelManager(kernel_name="python3")
-        self.km.client_factory = _shared_client_class()
-        # Launches the process and returns; the kernel boots while the caller goes on.
-        # No input history: counts restart at 1 for each notebook, which a history
-        # database would refuse (and say so in the notebook's output).
-        # The library is imported while the kernel boots, in parallel with the caller.
-        run_sync(self.km.start_kernel)(
-            cwd=cwd,
-            extra_arguments=[
-                "--HistoryManager.enabled=False",
-                f"--IPKernelApp.exec_lines={self._WARM_UP}",
-            ],
-        )
-
-    def ready(self) -> None:
-        """Wait until the kernel answers."""
-
-        async def connect():
-            kc = self.km.client()
-            kc.start_channels()
-            await kc.wait_for_ready(timeout=60)
-
-        self._run_sync(connect)()
-
-    def fresh(self, run_dir: str) -> None:
-        """Forget the previous notebook's variables; tell the next where the run folder is."""
-        code = f"{self._RESET}\nimport os\nos.environ[{RUN_DIR_ENV!r}] = {run_dir!r}\ndel os"
-        self._run_sync(self._client.execute_interactive)(
-            code, store_history=False, timeout=60, output_hook=lambda msg: None
-        )
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.stop_channels()
-        self._run_sync(self.km.shutdown_kernel)(now=True)
-
-
 def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
     return sorted(p for p in directory.glob("[0-9][0-9]-*.ipynb"))
 
@@ -176,9 +65,7 @@ def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> li
     known = {p.name[:2] for p in all_nbs}
     for n in [start, *(only or [])]:
         if n is not None and n.zfill(2) not in known:
-            raise params_mod.ParameterError(
-                "notebook", n, "no such notebook number", ", ".join(sorted(known))
-            )
+            raise ParameterError("notebook", n, "no such notebook number", ", ".join(sorted(known)))
     chosen = all_nbs
     if start:
         chosen = [p for p in chosen if p.name[:2] >= start.zfill(2)]
@@ -188,10 +75,12 @@ def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> li
     return chosen
 
 
-def resolve_secrets(p: params_mod.Params) -> None:
+def resolve_secrets(p) -> None:
     """Fail now, not halfway through, if a secret cannot be resolved or is unfit."""
     from . import htpasswd
+    from . import params as params_mod
     from .portainer import admin_password
+    from .secrets import Secret
 
     for name in params_mod.SECRET_FIELDS:
         value = getattr(p, name)
@@ -204,6 +93,8 @@ def resolve_secrets(p: params_mod.Params) -> None:
 
 
 def read_report(nb_path: Path) -> dict[str, Any] | None:
+    from .steps import REPORT_MIME
+
     nb = json.loads(nb_path.read_text())
     for cell in reversed(nb.get("cells", [])):
         for out in cell.get("outputs", []):
@@ -222,17 +113,18 @@ def run(
     out_root: str | Path = "runs",
     log=print,
 ) -> RunSummary:
-    with tempfile.TemporaryDirectory(prefix="runbook-kernel-") as private:
-        # Started first: the kernel boots and imports the library while the parameters
-        # are checked and papermill is imported here.
-        kernel = SharedKernel(private, str(NOTEBOOKS))
-        try:
-            return _run(kernel, params_file, start, only, check, out_root, log)
-        finally:
-            kernel.close()
+    # Started first: the kernel boots and imports the library while the parameters are
+    # checked and papermill is imported here.
+    kernel = SharedKernel(str(NOTEBOOKS))
+    try:
+        return _run(kernel, params_file, start, only, check, out_root, log)
+    finally:
+        kernel.close()
 
 
 def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
+    from . import params as params_mod
+
     values = params_mod.read_yaml(params_file)
     values["check_mode"] = check or bool(values.get("check_mode"))
     p = params_mod.load(values)

@@ -145,13 +145,18 @@ def apply(
             name, "ok", unchanged, [], details or {}, time.monotonic() - start, dry_run
         )
     if not dry_run:
-        for action in plan:
-            try:
-                action.apply(host)
-            except CommandFailed as exc:
-                raise CommandFailed(exc.result, step=name) from None
-            except RunbookError as exc:
-                raise StepFailed(name, exc) from None
+        # Facts read before or during this are out of date (see runbook_lib.facts).
+        host.changes += 1
+        try:
+            for action in plan:
+                try:
+                    action.apply(host)
+                except CommandFailed as exc:
+                    raise CommandFailed(exc.result, step=name) from None
+                except RunbookError as exc:
+                    raise StepFailed(name, exc) from None
+        finally:
+            host.changes += 1
     return StepResult(
         name,
         "changed",

@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import probe
 from .certs import ca_pem
 from .context import Runbook, step
+from .engine import docker_run
 from .errors import RunbookError
 from .registry import first_user
 from .steps import StepResult
@@ -93,18 +94,15 @@ def in_registry(rb: Runbook) -> StepResult:
     )
 
 
-def _first_line(text: str) -> str:
-    return next((line for line in text.splitlines() if line.strip()), "")
-
-
 @step("Run the image", check_only=True)
-def run_image(rb: Runbook, image: str | None = None) -> StepResult:
-    """``docker run --rm IMAGE`` (default: ``verify_image``); pulls it when missing."""
+def run_image(rb: Runbook) -> StepResult:
+    """``docker run --rm`` of ``verify_image``; pulls it when missing."""
     if skip := _skipped(rb, "Run the image"):
         return skip
-    image = image or rb.p.verify_image
-    out = rb.host.run(["docker", "run", "--rm", image], timeout=300).stdout
-    return StepResult("Run the image", "ok", f"docker run --rm {image}: {_first_line(out)}")
+    image = rb.p.verify_image
+    return StepResult(
+        "Run the image", "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}"
+    )
 
 
 @step("Tag", check_only=True)
@@ -168,9 +166,9 @@ def pull(rb: Runbook) -> StepResult:
 def run_pulled(rb: Runbook) -> StepResult:
     if skip := _skipped(rb, "Run the pulled image"):
         return skip
-    out = rb.host.run(["docker", "run", "--rm", pushed_name(rb)], timeout=300).stdout
+    image = pushed_name(rb)
     return StepResult(
-        "Run the pulled image", "ok", f"docker run --rm {pushed_name(rb)}: {_first_line(out)}"
+        "Run the pulled image", "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}"
     )
 
 
