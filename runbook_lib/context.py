@@ -8,6 +8,7 @@ summary and records it in the notebook for the runner to read back.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ from . import facts as facts_mod
 from . import params as params_mod
 from .errors import ConnectError, RunbookError
 from .hosts import Host, SSHHost
+from .kernel import PRECONNECT_ENV
 from .steps import REPORT_MIME, StepFailed, StepResult, report
 
 F = TypeVar("F", bound=Callable[..., StepResult])
@@ -87,6 +89,23 @@ def connect(p: params_mod.Params) -> SSHHost:
             timeout=p.ssh_timeout,
         )
     return _CONNECTIONS[key]
+
+
+def preconnect() -> None:
+    """Connect, and read the host's facts, in the background: what the first notebook of a
+    run asks for first. ``runbook run`` has its kernel call this while it boots, with the
+    run's parameters file in ``RUNBOOK_PRECONNECT``. Reading only: any problem is left for
+    the notebook to find and report."""
+    path = os.environ.pop(PRECONNECT_ENV, None)
+    if not path:
+        return
+    try:
+        p = params_mod.load(params_mod.read_yaml(path))
+    except Exception:  # noqa: BLE001 (the parent process reports bad parameters)
+        return
+    if any(s is not None and s.ref == "prompt" for s in (p.ssh_password, p.sudo_password)):
+        return  # nobody could answer from a background thread
+    facts_mod.prefetch_common(connect(p))
 
 
 def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:

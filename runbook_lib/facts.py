@@ -72,6 +72,13 @@ def _fresh(host: Host, entry: tuple[int, float, Future]) -> bool:
     return changes == host.changes and time.monotonic() - when < MAX_AGE
 
 
+def prefetch_common(host: Host) -> None:
+    """Start reading the common facts, and the registered prefetches, in the background."""
+    for start in PREFETCH:
+        start(host)
+    prefetch(host, "common", gather)
+
+
 def common(host: Host, *, refresh: bool = False) -> HostFacts:
     """The common facts (:func:`gather`), kept per host; when they are read, the registered
     prefetches start alongside."""
@@ -149,6 +156,12 @@ class HostFacts:
 def gather(host: Host) -> HostFacts:
     """Read all common facts in one command."""
     return parse(host.sh(_SCRIPT, display="read host facts").stdout)
+
+
+def read_swarm(host: Host) -> Swarm:
+    """The swarm facts alone, to see a change just made."""
+    out = host.run(["docker", "info", "--format", "{{json .Swarm}}"], check=False).stdout
+    return parse_swarm(out.splitlines())
 
 
 def sections(text: str) -> dict[str, list[str]]:

@@ -24,21 +24,27 @@ import sys
 import tempfile
 
 RUN_DIR_ENV = "RUNBOOK_RUN_DIR"  # where a notebook may leave files for the run (ca.crt)
+PRECONNECT_ENV = "RUNBOOK_PRECONNECT"  # the run's parameters file (context.preconnect)
 
-# Imported while the kernel boots, in parallel with this process: every step module.
-WARM_UP = "import IPython.display, runbook_lib.context, " + ", ".join(
-    f"runbook_lib.{m}"
-    for m in (
-        "preflight",
-        "engine",
-        "compose",
-        "swarm",
-        "certs",
-        "users",
-        "registry",
-        "verify",
-        "portainer",
+# Run while the kernel boots, in parallel with this process: import every step module, and
+# start connecting to the host (runbook_lib.context.preconnect).
+WARM_UP = (
+    "import runbook_lib.context, "
+    + ", ".join(
+        f"runbook_lib.{m}"
+        for m in (
+            "preflight",
+            "engine",
+            "compose",
+            "swarm",
+            "certs",
+            "users",
+            "registry",
+            "verify",
+            "portainer",
+        )
     )
+    + "; runbook_lib.context.preconnect()"
 )
 
 # IPython's own reset, without the %reset magic's garbage collection (0.1 s a notebook; the

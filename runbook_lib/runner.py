@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
-from .kernel import SharedKernel
+from .kernel import PRECONNECT_ENV, SharedKernel
 
 # Light imports only up to here: the kernel is started before the library's heavier parts
 # (pydantic, paramiko, papermill) load in this process; see runbook_lib.kernel.
@@ -115,7 +115,8 @@ def run(
 ) -> RunSummary:
     # Started first: the kernel boots and imports the library while the parameters are
     # checked and papermill is imported here.
-    kernel = SharedKernel(str(NOTEBOOKS))
+    env = {**os.environ, PRECONNECT_ENV: str(Path(params_file).resolve())}
+    kernel = SharedKernel(str(NOTEBOOKS), env)
     try:
         return _run(kernel, params_file, start, only, check, out_root, log)
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError
-from .facts import HostFacts
+from .facts import HostFacts, read_swarm
 from .steps import Cmd, StepResult, apply
 
 # Interfaces Docker and container runtimes create; never the address other nodes use.
@@ -77,7 +77,7 @@ def init(rb: Runbook) -> StepResult:
         dry_run=rb.dry_run,
     )
     if result.changed and not rb.dry_run:
-        s = rb.facts(refresh=True).swarm
+        s = read_swarm(rb.host)
         result.details = {"node": s.node_id, "address": s.node_addr}
     result.details["ports for more nodes"] = PORTS
     return result

@@ -100,14 +100,16 @@ def test_dropped_connection_names_the_step_and_a_rerun_completes(built):
     earlier = sessions()
 
     def drop():
-        # Wait until the notebook's SSH session exists, then kill it on the host side.
+        # Wait until the notebook is pushing (its session exists long before: the run
+        # connects while its kernel boots), then kill its SSH session on the host side.
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
+            pushing = subprocess.run(["pgrep", "-f", "docker push"], capture_output=True)
             new = sessions() - earlier
-            if new:
+            if new and pushing.returncode == 0:
                 subprocess.run(["kill", *new])
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     # A push and pull keep the notebook busy long enough to be cut in the middle.
     always = built / "always.yaml"
