@@ -174,30 +174,22 @@ def new_task_running(rb: Runbook) -> bool:
 
 @step("Registry answers", check_only=True)
 def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
-    """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, showing
-    progress every 5 s and giving up early when the task cannot start."""
+    """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, from the
+    service's current task, showing progress every 5 s and giving up early when the task
+    cannot start. The probe goes first (a few milliseconds); Docker is asked about the
+    service when the probe succeeds, and once a second otherwise."""
     name = "Registry answers"
     p, ca = rb.p, ca_pem(rb)
-    start, last, shown = time.monotonic(), "nothing yet", 0.0
-    untrusted_since = None  # a certificate ca.crt does not verify, while no update runs
+    start, last, shown, asked = time.monotonic(), "nothing yet", 0.0, 0.0
+    untrusted_since = None  # a certificate ca.crt does not verify
     while True:
-        update = update_state(rb)
-        if update == "paused" or update.startswith("rollback"):
-            raise RunbookError(
-                f"Docker stopped the registry's update ({update}): its new task failed: "
-                f"{task_state(rb)}. See `docker service ps --no-trunc {p.stack_name}_{SERVICE}` "
-                "on the host."
-            )
         try:
-            if update == "updating" and not new_task_running(rb):
-                # The old task may still answer, with the old users: wait for the new one.
-                raise OSError(f"the service is {update}")
             anon = probe.https_get(rb.host, p.registry_port, p.registry_host, ca)
             if anon.status == 401:
                 auth = probe.https_get(
                     rb.host, p.registry_port, p.registry_host, ca, auth=first_user(rb)
                 )
-                if auth.status == 200:
+                if auth.status == 200 and _settled(rb):
                     waited = time.monotonic() - start
                     return StepResult(
                         name,
@@ -205,15 +197,20 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
                         f"https://{p.registry}/v2/ answers 401 without and 200 with credentials"
                         + (f" (after {waited:.0f} s)" if waited >= 1 else ""),
                     )
-                last = f"{auth.status} with the credentials of {first_user(rb)[0]!r}"
+                # During an update the old task may still answer, with the old users.
+                last = (
+                    "the old task answers while the service updates"
+                    if auth.status == 200
+                    else f"{auth.status} with the credentials of {first_user(rb)[0]!r}"
+                )
             else:
                 last = f"{anon.status} without credentials (expected 401)"
             untrusted_since = None
         except ssl.SSLCertVerificationError as exc:
             last = str(exc)
             untrusted_since = untrusted_since or time.monotonic()
-            if update != "updating" and time.monotonic() - untrusted_since > 5:
-                # The running task serves a certificate the clients will refuse: waiting
+            if time.monotonic() - untrusted_since > 5 and _settled(rb):
+                # The current task serves a certificate the clients will refuse: waiting
                 # does not cure that.
                 raise RunbookError(
                     f"the registry on port {p.registry_port} presents a certificate that "
@@ -225,6 +222,9 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
             last = str(exc)
             untrusted_since = None
         waited = time.monotonic() - start
+        if waited - asked >= 1:
+            update_state_ok(rb)
+            asked = waited
         if waited - shown >= 5 or waited > timeout:
             task = task_state(rb)
             if waited > timeout or any(h in task for h in _HOPELESS):
@@ -236,4 +236,22 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
             print(f"waiting for the registry ({waited:.0f} s): {last}; task: {task}", flush=True)
             shown = waited
         # A registry usually answers within a second or two of its deploy: poll briskly.
-        time.sleep(0.1 if waited < 10 else 0.5)
+        time.sleep(0.05 if waited < 10 else 0.5)
+
+
+def update_state_ok(rb: Runbook) -> str:
+    """The service's update state; an error when Docker stopped or rolled back the update."""
+    update = update_state(rb)
+    if update == "paused" or update.startswith("rollback"):
+        raise RunbookError(
+            f"Docker stopped the registry's update ({update}): its new task failed: "
+            f"{task_state(rb)}. See `docker service ps --no-trunc {rb.p.stack_name}_{SERVICE}` "
+            "on the host."
+        )
+    return update
+
+
+def _settled(rb: Runbook) -> bool:
+    """Whether what answers is the service's current task: no update runs, or the update's
+    new task runs (Docker still reports "updating" for a few seconds after)."""
+    return update_state_ok(rb) != "updating" or new_task_running(rb)
