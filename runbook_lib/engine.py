@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from . import facts
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError, UnsupportedHost
-from .facts import OsRelease
+from .facts import DOCKER_SERVER_SH, OsRelease
 from .hosts import Host
 from .steps import Cmd, Put, StepResult, apply
 
@@ -73,7 +73,8 @@ APT = [
     "DPkg::Lock::Timeout=300",
 ]
 
-_FACTS = r"""
+_FACTS = (
+    r"""
 echo '== installed'
 if command -v dpkg-query >/dev/null; then
   dpkg-query -W -f='${Package} ${db:Status-Abbrev} ${Version}\n' "$@" 2>/dev/null | awk '$2 ~ /^ii/ {print $1, $3}'
@@ -81,9 +82,9 @@ elif command -v rpm >/dev/null; then
   rpm -q --qf '%{NAME} %{EPOCH}:%{VERSION}-%{RELEASE}\n' "$@" 2>/dev/null | grep -v 'not installed' | sed 's/(none)://'
 fi
 echo '== repo'
-for f in /etc/apt/sources.list.d/docker.sources /etc/apt/sources.list.d/docker.list /etc/yum.repos.d/docker-ce.repo; do
-  test -e "$f" && echo "$f"
-done
+# Docker's repository under any file name (Docker's docs say docker.list, add-apt-repository
+# makes another): a second entry for it would make apt refuse the conflicting Signed-By.
+grep -lsE '^[^#]*download\.docker\.com' /etc/apt/sources.list /etc/apt/sources.list.d/* /etc/yum.repos.d/*.repo
 echo '== systemd'
 if test -d /run/systemd/system; then
   echo "enabled $(systemctl is-enabled docker 2>/dev/null || true)"
@@ -93,9 +94,12 @@ echo '== sysv'
 test -x /etc/init.d/docker && echo script
 ls /etc/rc2.d/S*docker /etc/rc3.d/S*docker 2>/dev/null | head -n 1
 echo '== server'
-docker version --format '{{.Server.Version}}' 2>/dev/null || true
+"""
+    + DOCKER_SERVER_SH
+    + r"""
 echo '== end'
 """
+)
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,27 @@ def common(host: Host, *, refresh: bool = False) -> HostFacts:
     return shared(host, "common", gather, refresh=refresh)
 
 
+# The engine's version, or nothing when no engine answers. A running dockerd that does not
+# answer yet (starting, or busy just after a swarm leave) is given a few seconds: reading it
+# as "no engine" would have the runbook start one.
+DOCKER_SERVER_SH = r"""
+for try in 1 2 3 4 5 6 7 8 9 10; do
+  docker version --format '{{.Server.Version}}' 2>/dev/null && break
+  pidof dockerd >/dev/null 2>&1 || break
+  sleep 0.5
+done
+"""
+
 # Each section starts with a marker line; a missing tool leaves its section empty.
-_SCRIPT = r"""
+_SCRIPT = (
+    r"""
 echo '== os-release'; cat /etc/os-release 2>/dev/null
 echo '== arch'; uname -m
 echo '== init'; cat /proc/1/comm 2>/dev/null; test -d /run/systemd/system && echo systemd-booted
-echo '== docker-server'; docker version --format '{{.Server.Version}}' 2>/dev/null
+echo '== docker-server'
+"""
+    + DOCKER_SERVER_SH
+    + r"""
 echo '== swarm'; docker info --format '{{json .Swarm}}' 2>/dev/null
 echo '== compose'; docker compose version --short 2>/dev/null
 echo '== addresses'; ip -o -4 addr show scope global 2>/dev/null | awk '{print $2, $4}'
@@ -102,6 +117,7 @@ echo '== listen'; ss -Hltn 2>/dev/null | awk '{print $4}'
 echo '== disk'; df -Pk / /var 2>/dev/null | awk 'NR>1 {print $6, $4}'
 echo '== end'
 """
+)
 
 
 @dataclass(frozen=True)
@@ -145,7 +161,7 @@ class HostFacts:
     docker_server: str  # version of a running engine, "" when none answers
     swarm: Swarm
     compose: str
-    addresses: dict[str, str] = field(default_factory=dict)  # interface -> IPv4
+    addresses: tuple[tuple[str, str], ...] = ()  # (interface, IPv4), every one of each
     listening: tuple[str, ...] = ()
     free_kib: dict[str, int] = field(default_factory=dict)  # mount point -> free KiB
 
@@ -217,10 +233,10 @@ def parse(text: str) -> HostFacts:
         if "systemd-booted" in init_lines
         else (init_lines[0] if init_lines else "unknown")
     )
-    addresses = {}
+    addresses = []
     for line in s.get("addresses", []):
         name, _, cidr = line.partition(" ")
-        addresses.setdefault(name, cidr.split("/")[0])
+        addresses.append((name, cidr.split("/")[0]))
     free = {}
     for line in s.get("disk", []):
         mount, _, kib = line.partition(" ")
@@ -234,7 +250,7 @@ def parse(text: str) -> HostFacts:
         docker_server=first("docker-server"),
         swarm=parse_swarm(s.get("swarm", [])),
         compose=first("compose"),
-        addresses=addresses,
+        addresses=tuple(addresses),
         listening=tuple(s.get("listen", [])),
         free_kib=free,
     )

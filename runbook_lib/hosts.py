@@ -73,6 +73,10 @@ class Host(ABC):
         self.user = user
         self._sudo_password = sudo_password
         self._sudo_mode: str | None = None  # "root", "nopasswd" or "password", found lazily
+        self._sudo_error: ParameterError | None = None  # a missing or wrong sudo password
+        # Facts may be read from several threads (runbook_lib.facts): sudo is asked once, so
+        # that a wrong password counts as one failure (PAM locks accounts after a few).
+        self._sudo_lock = threading.Lock()
         self.changes = 0  # counted by steps.apply: facts read before a change are stale
 
     # -- what subclasses implement -------------------------------------------------------
@@ -178,6 +182,16 @@ class Host(ABC):
         return ["sudo", "-k", "-S", "-p", "", "--", *argv], password + b"\n" + data
 
     def _find_sudo_mode(self) -> str:
+        with self._sudo_lock:
+            if self._sudo_error is not None:
+                raise self._sudo_error
+            try:
+                return self._probe_sudo()
+            except ParameterError as exc:  # no password, or a wrong one: asking again fails
+                self._sudo_error = exc
+                raise
+
+    def _probe_sudo(self) -> str:
         if self._sudo_mode:
             return self._sudo_mode
         # LC_ALL=C: the message below is matched, and sudo translates it.

@@ -310,7 +310,17 @@ def admin(rb: Runbook) -> StepResult:
     def init(_host) -> None:
         body = json.dumps({"Username": ADMIN_USER, "Password": password}).encode()
         answer = _get(rb, "/api/users/admin/init", method="POST", body=body)
-        if answer.status not in (200, 409):  # 409: set meanwhile, by someone else
+        if answer.status == 409:
+            # Set meanwhile, by someone else: it is ours only if our password logs in.
+            login = _get(rb, "/api/auth", method="POST", body=body)
+            if login.status != 200:
+                raise RunbookError(
+                    "Portainer's administrator was set by someone else meanwhile, and "
+                    f"portainer_admin_password does not log in as {ADMIN_USER!r} "
+                    f"({login.status}: {_message(login)}). Log in with the password that "
+                    "was set, or remove Portainer's data volume and run again."
+                )
+        elif answer.status != 200:
             raise RunbookError(
                 f"Portainer refused to set the administrator ({answer.status}: {_message(answer)})"
             )

@@ -115,11 +115,14 @@ def registry_port(rb: Runbook) -> StepResult:
 def swarm_address(rb: Runbook) -> StepResult:
     """Which address the swarm will advertise: refused now, not after Docker is installed,
     when the host has several and the parameter does not say."""
-    from .swarm import advertise_address
+    from .swarm import advertise_address, kept_address_note
 
     f = rb.facts()
     if f.swarm.state == "active":
-        return StepResult("Swarm address", "ok", f"swarm already active on {f.swarm.node_addr}")
+        note = kept_address_note(f, rb.p.swarm_advertise_addr)
+        return StepResult(
+            "Swarm address", "ok", f"swarm already active on {f.swarm.node_addr}{note}"
+        )
     addr = advertise_address(f, rb.p.swarm_advertise_addr)
     return StepResult("Swarm address", "ok", f"will advertise {addr or 'the address Docker picks'}")
 

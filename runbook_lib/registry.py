@@ -91,11 +91,28 @@ def _service(rb: Runbook, verb: str, *args: str):
     )
 
 
-def deployed(rb: Runbook) -> str | None:
+# The service's stack digest ("<no service>" when there is none), then every secret's name.
+_DEPLOYED = r"""
+docker service inspect --format "$2" "$1" 2>/dev/null || echo '<no service>'
+echo '== secrets'
+docker secret ls --format '{{.Name}}'
+"""
+
+
+def deployed(rb: Runbook) -> tuple[str | None, list[str]]:
     """The stack digest the running service was deployed from ("" when it has none, as a
-    service from an older runbook or from the tutorial), or None when there is no service."""
-    r = _service(rb, "inspect", "--format", f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}')
-    return r.stdout.strip() if r.ok else None
+    service from an older runbook or from the tutorial; None when there is no service), and
+    the names of the swarm's secrets."""
+    label = f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
+    out = rb.host.sh(
+        _DEPLOYED,
+        f"{rb.p.stack_name}_{SERVICE}",
+        label,
+        display=f"docker service inspect {rb.p.stack_name}_{SERVICE}; docker secret ls",
+    ).stdout
+    head, _, secrets = out.partition("== secrets\n")
+    digest = head.strip()
+    return (None if digest == "<no service>" else digest), secrets.split()
 
 
 def plan_deploy(current: str | None, stack: stackfile.RegistryStack, path: str) -> list:
@@ -105,20 +122,36 @@ def plan_deploy(current: str | None, stack: stackfile.RegistryStack, path: str) 
     return [Cmd(["docker", "stack", "deploy", "--compose-file", path, stack.stack], timeout=900)]
 
 
+def old_secrets(names: list[str], stack: stackfile.RegistryStack) -> list[str]:
+    """The runbook's secrets that the stack no longer uses (earlier certificates, users)."""
+    keep = set(stackfile.secret_names(stack))
+    return [n for n in names if _OUR_SECRET.match(n) and n not in keep]
+
+
 @step("Registry service")
 def deploy(rb: Runbook) -> StepResult:
     try:
         stack = wanted_stack(rb)
     except MissingInput as exc:
         return _not_yet(rb, "Registry service", exc)
-    current = deployed(rb)
+    current, secrets = deployed(rb)
     plan = plan_deploy(current, stack, stack_path(rb))
-    if plan:
-        plan.append(Call("remove secrets of earlier versions", lambda h: _prune_secrets(rb, stack)))
+    # Secrets of earlier versions go once the service no longer names them: right after a
+    # deploy, or on a later run. Docker refuses to remove one a task of a rolling update
+    # still holds; the next run removes it then.
+    if old := old_secrets(secrets, stack):
+        plan.append(
+            Call(
+                f"docker secret rm {' '.join(old)}",
+                lambda h: h.run(["docker", "secret", "rm", *old], check=False),
+            )
+        )
     why = (
         "deployed"
         if current is None
         else "updated (the stack file changed: image, port, certificate or users)"
+        if current != stack.stack_digest
+        else "unchanged; secrets of earlier versions removed"
     )
     return apply(
         rb.host,
@@ -128,15 +161,6 @@ def deploy(rb: Runbook) -> StepResult:
         changed=f"service {stack.stack}_{SERVICE} {why}",
         dry_run=rb.dry_run,
     )
-
-
-def _prune_secrets(rb: Runbook, stack: stackfile.RegistryStack) -> None:
-    keep = set(stackfile.secret_names(stack))
-    names = rb.host.run(["docker", "secret", "ls", "--format", "{{.Name}}"]).stdout.split()
-    old = [n for n in names if _OUR_SECRET.match(n) and n not in keep]
-    if old:
-        # A secret still used by a rolling service refuses removal: the next run retries.
-        rb.host.run(["docker", "secret", "rm", *old], check=False)
 
 
 def first_user(rb: Runbook) -> tuple[str, str]:

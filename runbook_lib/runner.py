@@ -92,6 +92,19 @@ def resolve_secrets(p) -> None:
         admin_password(p)
 
 
+def new_folder(root: Path, name: str) -> Path:
+    """``root/name``, made now; ``name-2``, ``-3``… when runs start within the same second."""
+    root.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        folder = root / (name if n == 1 else f"{name}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{root}: too many runs named {name}")
+
+
 def read_report(nb_path: Path) -> dict[str, Any] | None:
     from .steps import REPORT_MIME
 
@@ -133,8 +146,9 @@ def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
     chosen = select(notebooks(), start, only)
 
     now = datetime.now(timezone.utc)
-    folder = Path(out_root) / f"{now:%Y%m%dT%H%M%SZ}-{re.sub(r'[^A-Za-z0-9.-]', '_', p.host)}"
-    folder.mkdir(parents=True, exist_ok=False)
+    folder = new_folder(
+        Path(out_root), f"{now:%Y%m%dT%H%M%SZ}-{re.sub(r'[^A-Za-z0-9.-]', '_', p.host)}"
+    )
     summary = RunSummary(
         p.host, p.registry, now.isoformat(timespec="seconds"), p.check_mode, str(folder)
     )

@@ -22,17 +22,31 @@ def advertise_address(f: HostFacts, wanted: str | None) -> str | None:
     """The address to advertise, or None to let Docker choose (only loopback is there)."""
     if wanted:
         return wanted
-    candidates = {name: addr for name, addr in f.addresses.items() if not name.startswith(_VIRTUAL)}
+    # Every address counts, a second one on the same interface too: Docker refuses to
+    # choose between them, and so does the runbook.
+    candidates = [(name, addr) for name, addr in f.addresses if not name.startswith(_VIRTUAL)]
     if len(candidates) == 1:
-        return next(iter(candidates.values()))
+        return candidates[0][1]
     if not candidates:
         return None
-    listed = ", ".join(f"{a} ({n})" for n, a in candidates.items())
+    listed = ", ".join(f"{a} ({n})" for n, a in candidates)
     raise ParameterError(
         "swarm_advertise_addr",
         None,
         f"the host has several addresses ({listed}); say which one other nodes reach it by",
-        next(iter(candidates.values())),
+        candidates[0][1],
+    )
+
+
+def kept_address_note(f: HostFacts, wanted: str | None) -> str:
+    """When the swarm is active already: what to know if it advertises another address
+    than the parameter asks (a swarm keeps the address it was made with)."""
+    if not wanted or f.swarm.node_addr in ("", wanted):
+        return ""
+    return (
+        f"; note: it advertises {f.swarm.node_addr}, not swarm_advertise_addr {wanted}: an "
+        "active swarm keeps its address (to change it, `docker swarm leave --force` and run "
+        "again, which deletes the swarm's services and secrets)"
     )
 
 
@@ -72,7 +86,8 @@ def init(rb: Runbook) -> StepResult:
         rb.host,
         "Swarm",
         plan,
-        unchanged=f"swarm already active; this node ({s.node_addr}) is a manager of {s.nodes}",
+        unchanged=f"swarm already active; this node ({s.node_addr}) is a manager of {s.nodes}"
+        + kept_address_note(f, rb.p.swarm_advertise_addr),
         changed="swarm initialised; this node is its manager",
         dry_run=rb.dry_run,
     )

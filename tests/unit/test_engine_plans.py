@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from runbook_lib import engine
@@ -188,3 +190,24 @@ def test_compose_v1_is_not_offered():
         compose.pick_package({"docker-compose-v2": "2.24", "docker-compose": "2.26"})
         == "docker-compose-v2"
     )
+
+
+def test_docker_repository_found_under_any_file_name(tmp_path):
+    """The facts script's repository line, run on sample files in place of /etc."""
+    line = next(x for x in engine._FACTS.splitlines() if x.startswith("grep -lsE"))
+    (tmp_path / "apt/sources.list.d").mkdir(parents=True)
+    (tmp_path / "yum.repos.d").mkdir()
+    (tmp_path / "apt/sources.list").write_text(
+        "# deb https://download.docker.com/linux/debian bookworm stable\n"
+    )
+    added = tmp_path / "apt/sources.list.d/archive_uri-https_download_docker_com_linux_debian.list"
+    added.write_text(
+        "deb [signed-by=/k] https://download.docker.com/linux/debian bookworm stable\n"
+    )
+    ours = tmp_path / "apt/sources.list.d/docker.sources"
+    ours.write_text("Types: deb\nURIs: https://download.docker.com/linux/debian\n")
+    (tmp_path / "apt/sources.list.d/debian.sources").write_text("URIs: http://mirror/debian\n")
+    r = subprocess.run(
+        ["sh", "-c", line.replace("/etc/", f"{tmp_path}/")], capture_output=True, text=True
+    )
+    assert sorted(r.stdout.split()) == sorted([str(added), str(ours)])

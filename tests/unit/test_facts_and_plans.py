@@ -39,7 +39,7 @@ def test_parse_debian_host():
     assert f.os.family == "debian" and f.os.major == 12
     assert f.init == "systemd" and f.docker_server == "24.0.7"
     assert f.swarm.state == "inactive"
-    assert f.addresses == {"eth0": "192.0.2.10", "docker0": "172.17.0.1"}
+    assert f.addresses == (("eth0", "192.0.2.10"), ("docker0", "172.17.0.1"))
     assert f.port_in_use(5000) and not f.port_in_use(500)
     assert f.free_kib["/var"] == 9999999
 
@@ -89,14 +89,32 @@ def test_swarm_worker_is_refused():
 
 
 def test_swarm_several_addresses_need_the_parameter():
-    f = _with_swarm("inactive", addresses={"eth0": "192.0.2.10", "eth1": "198.51.100.2"})
+    f = _with_swarm("inactive", addresses=(("eth0", "192.0.2.10"), ("eth1", "198.51.100.2")))
     with pytest.raises(ParameterError, match="swarm_advertise_addr"):
         swarm.plan_init(f, None)
     assert swarm.plan_init(f, "198.51.100.2")[0].argv[-1] == "198.51.100.2"
 
 
+def test_swarm_two_addresses_on_one_interface_need_the_parameter():
+    text = DEBIAN.replace("eth0 192.0.2.10\n", "eth0 192.0.2.10/24\neth0 192.0.2.11/24\n")
+    f = facts.parse(text)
+    assert f.addresses[:2] == (("eth0", "192.0.2.10"), ("eth0", "192.0.2.11"))
+    with pytest.raises(ParameterError, match=r"192.0.2.10 \(eth0\), 192.0.2.11 \(eth0\)"):
+        swarm.plan_init(f, None)
+
+
+def test_an_active_swarm_on_another_address_is_pointed_out():
+    f = _with_swarm("active")
+    f = f.__class__(
+        **{**f.__dict__, "swarm": facts.Swarm("active", node_addr="192.0.2.10", is_manager=True)}
+    )
+    assert swarm.kept_address_note(f, None) == ""
+    assert swarm.kept_address_note(f, "192.0.2.10") == ""
+    assert "keeps its address" in swarm.kept_address_note(f, "198.51.100.2")
+
+
 def test_swarm_with_only_loopback_lets_docker_choose():
-    plan = swarm.plan_init(_with_swarm("inactive", addresses={}), None)
+    plan = swarm.plan_init(_with_swarm("inactive", addresses=()), None)
     assert plan[0].argv == ["docker", "swarm", "init"]
 
 

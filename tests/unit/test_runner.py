@@ -63,3 +63,13 @@ def test_a_short_registry_password_is_refused_before_anything_runs(tmp_path, mon
         runner.run(f, out_root=tmp_path / "runs")
     assert "qz7k" not in str(info.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_within_one_second_get_their_own_folders(tmp_path):
+    made = [runner.new_folder(tmp_path / "runs", "20261125T120000Z-host") for _ in range(3)]
+    assert [p.name for p in made] == [
+        "20261125T120000Z-host",
+        "20261125T120000Z-host-2",
+        "20261125T120000Z-host-3",
+    ]
+    assert all(p.is_dir() for p in made)
