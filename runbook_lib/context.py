@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from . import facts as facts_mod
 from . import params as params_mod
 from .errors import ConnectError, RunbookError
 from .hosts import Host, SSHHost
-from .kernel import PRECONNECT_ENV
+from .kernel import GO_ENV, PRECONNECT_ENV
 from .steps import REPORT_MIME, StepFailed, StepResult, report
 
 F = TypeVar("F", bound=Callable[..., StepResult])
@@ -61,6 +62,7 @@ class Runbook:
 # Connections by what they connect to: notebooks run one after another in one kernel
 # (see kernel.SharedKernel) share one SSH connection; it reconnects by itself if dropped.
 _CONNECTIONS: dict[tuple, SSHHost] = {}
+_CONNECTIONS_LOCK = threading.Lock()  # the notebook and preconnect's thread may both ask
 
 
 def connect(p: params_mod.Params) -> SSHHost:
@@ -76,29 +78,41 @@ def connect(p: params_mod.Params) -> SSHHost:
         p.trust_unknown_host_key,
         secrets,
     )
-    if key not in _CONNECTIONS:
-        _CONNECTIONS[key] = SSHHost(
-            p.host,
-            port=p.ssh_port,
-            user=p.ssh_user,
-            key_file=key_file,
-            password=p.ssh_password,
-            sudo_password=p.sudo_password,
-            known_hosts=p.known_hosts,
-            trust_unknown_host_key=p.trust_unknown_host_key,
-            timeout=p.ssh_timeout,
-        )
+    with _CONNECTIONS_LOCK:
+        if key not in _CONNECTIONS:
+            _CONNECTIONS[key] = SSHHost(
+                p.host,
+                port=p.ssh_port,
+                user=p.ssh_user,
+                key_file=key_file,
+                password=p.ssh_password,
+                sudo_password=p.sudo_password,
+                known_hosts=p.known_hosts,
+                trust_unknown_host_key=p.trust_unknown_host_key,
+                timeout=p.ssh_timeout,
+            )
     return _CONNECTIONS[key]
 
 
 def preconnect() -> None:
     """Connect, and read the host's facts, in the background: what the first notebook of a
     run asks for first. ``runbook run`` has its kernel call this while it boots, with the
-    run's parameters file in ``RUNBOOK_PRECONNECT``. Reading only: any problem is left for
-    the notebook to find and report."""
-    path = os.environ.pop(PRECONNECT_ENV, None)
-    if not path:
-        return
+    run's parameters file in ``RUNBOOK_PRECONNECT``; nothing is sent to the host before the
+    run has accepted the parameters and secrets (the file in ``RUNBOOK_PRECONNECT_GO``
+    appears). Reading only: any problem is left for the notebook to find and report."""
+    path, go = os.environ.pop(PRECONNECT_ENV, None), os.environ.pop(GO_ENV, None)
+    if path and go:
+        threading.Thread(
+            target=_preconnect, args=(path, go), name="runbook-preconnect", daemon=True
+        ).start()
+
+
+def _preconnect(path: str, go: str) -> None:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
     try:
         p = params_mod.load(params_mod.read_yaml(path))
     except Exception:  # noqa: BLE001 (the parent process reports bad parameters)

@@ -275,13 +275,23 @@ class SSHHost(Host):
         self.name = f"{user}@{address}:{port}"
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        self._failed: tuple[float, ConnectError] | None = None  # the last failed attempt
 
     # -- connection ----------------------------------------------------------------------
     def connect(self) -> paramiko.SSHClient:
         """Open the connection now (it opens by itself on first use)."""
-        # Facts may be read in the background (runbook_lib.facts): one connection for all.
+        # Facts may be read in the background (runbook_lib.facts): one connection for all,
+        # and one attempt for all when it fails (a wrong password tried by every thread
+        # would count against the account; an unreachable host would be waited for again).
         with self._lock:
-            return self._connect()
+            failed = self._failed
+            if failed and time.monotonic() - failed[0] < 1.0:
+                raise failed[1]
+            try:
+                return self._connect()
+            except ConnectError as exc:
+                self._failed = (time.monotonic(), exc)
+                raise
 
     def _connect(self) -> paramiko.SSHClient:
         if self._client is not None:
@@ -346,22 +356,33 @@ class SSHHost(Host):
         return sock
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def discard(self, client: paramiko.SSHClient) -> None:
+        """Close a connection that failed, unless another thread has replaced it since."""
+        with self._lock:
+            if self._client is client:
+                client.close()
+                self._client = None
 
     def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
         client = self.connect()
         command = shlex.join(argv)
         try:
-            chan = client.get_transport().open_session()  # type: ignore[union-attr]
+            transport = client.get_transport()
+            if transport is None:
+                raise EOFError("the connection is closed")
+            chan = transport.open_session()
             chan.exec_command(command)
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
             return _collect(chan, timeout)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            self.close()
+            self.discard(client)
             raise ConnectError(
                 f"{self.name}: the SSH connection was lost ({exc or type(exc).__name__}). "
                 "Check the host and the network, then run the notebook again: every step "

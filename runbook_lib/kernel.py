@@ -25,6 +25,7 @@ import tempfile
 
 RUN_DIR_ENV = "RUNBOOK_RUN_DIR"  # where a notebook may leave files for the run (ca.crt)
 PRECONNECT_ENV = "RUNBOOK_PRECONNECT"  # the run's parameters file (context.preconnect)
+GO_ENV = "RUNBOOK_PRECONNECT_GO"  # a file that appears once the parameters are accepted
 
 # Run while the kernel boots, in parallel with this process: import every step module, and
 # start connecting to the host (runbook_lib.context.preconnect).
@@ -53,6 +54,11 @@ WARM_UP = (
 _RESET = "get_ipython().reset(new_session=False)\nget_ipython().execution_count = 1"
 
 
+class KernelDied(RuntimeError):
+    def __init__(self, code: int | None):
+        super().__init__(f"the run's kernel has stopped (exit code {code}); see the last notebook")
+
+
 class SharedKernel:
     def __init__(self, cwd: str, env: dict[str, str] | None = None):
         self._folder = tempfile.mkdtemp(prefix="runbook-kernel-")
@@ -74,7 +80,23 @@ class SharedKernel:
             json.dump(info, f)
         # As jupyter_client launches a kernel: its own session (so that an interrupt reaches
         # only it), and the parent's pid, so that it ends if this process dies.
-        self._proc = subprocess.Popen(
+        self._go = os.path.join(self._folder, "go")
+        env = {**(env or os.environ), GO_ENV: self._go}
+        try:
+            self._proc = self._spawn(cwd, env)
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        self._km = None
+        self._client = None
+
+    def go(self) -> None:
+        """The run's parameters and secrets are accepted: the kernel may connect to the host."""
+        with open(self._go, "x"):
+            pass
+
+    def _spawn(self, cwd: str, env: dict[str, str]) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -88,12 +110,10 @@ class SharedKernel:
                 f"--IPKernelApp.exec_lines={WARM_UP}",
             ],
             cwd=cwd,
-            env={**(env or os.environ), "JPY_PARENT_PID": str(os.getpid())},
+            env={**env, "JPY_PARENT_PID": str(os.getpid())},
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._km = None
-        self._client = None
 
     @property
     def km(self):
@@ -120,6 +140,8 @@ class SharedKernel:
 
     def fresh(self, run_dir: str) -> None:
         """Forget the previous notebook's variables; tell the next where the run folder is."""
+        if not self.alive():
+            raise KernelDied(self._proc.returncode)
         code = f"{_RESET}\nimport os\nos.environ[{RUN_DIR_ENV!r}] = {run_dir!r}\ndel os"
         self._run_sync(self._client.execute_interactive)(
             code, store_history=False, timeout=60, output_hook=lambda msg: None
@@ -181,6 +203,12 @@ def _manager_class(shared: SharedKernel):
             shared.interrupt()
 
         interrupt_kernel = _async_interrupt_kernel
+
+        async def _async_start_kernel(self, **kwargs) -> None:
+            # nbclient starts a kernel when it finds none: never another one behind ours.
+            raise KernelDied(shared._proc.returncode)
+
+        start_kernel = _async_start_kernel
 
         async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False):
             shared.close()

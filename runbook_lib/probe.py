@@ -55,8 +55,11 @@ def https_get(
     """Request ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
     nothing answers (or ``ssl.SSLError`` when TLS does not verify). ``body`` is sent as
     JSON; ``verify=False`` accepts any certificate."""
-    transport = host.connect().get_transport()
-    assert transport is not None
+    client = host.connect()
+    transport = client.get_transport()
+    if transport is None:
+        host.discard(client)
+        raise ConnectError(f"{host.name}: the SSH connection is closed")
     try:
         chan = transport.open_channel(
             "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=timeout
@@ -96,7 +99,7 @@ def https_get(
     finally:
         chan.close()
     if not data and not transport.is_active():
-        host.close()
+        host.discard(client)
         raise ConnectError(
             f"{host.name}: the SSH connection was lost while asking the service on port {port}. "
             "Check the host and the network, then run the notebook again."

@@ -91,11 +91,18 @@ def _service(rb: Runbook, verb: str, *args: str):
     )
 
 
-# The service's stack digest ("<no service>" when there is none), then every secret's name.
+# The service's stack digest ("<no service>" when there is none), then every secret's name
+# (none when the swarm is not active: a dry run before notebook 04 ran).
 _DEPLOYED = r"""
 docker service inspect --format "$2" "$1" 2>/dev/null || echo '<no service>'
 echo '== secrets'
-docker secret ls --format '{{.Name}}'
+docker secret ls --format '{{.Name}}' 2>/dev/null || true
+"""
+
+# Each service and the secrets it names, one service a line.
+_IN_USE = r"""
+docker service ls -q | xargs -r docker service inspect \
+  --format '{{.Spec.Name}} {{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
 """
 
 
@@ -122,10 +129,24 @@ def plan_deploy(current: str | None, stack: stackfile.RegistryStack, path: str) 
     return [Cmd(["docker", "stack", "deploy", "--compose-file", path, stack.stack], timeout=900)]
 
 
-def old_secrets(names: list[str], stack: stackfile.RegistryStack) -> list[str]:
-    """The runbook's secrets that the stack no longer uses (earlier certificates, users)."""
-    keep = set(stackfile.secret_names(stack))
+def old_secrets(
+    names: list[str], stack: stackfile.RegistryStack, used_elsewhere: set[str]
+) -> list[str]:
+    """The runbook's secrets the stack no longer uses (earlier certificates, users), unless
+    another service uses them (another registry stack on the same swarm)."""
+    keep = set(stackfile.secret_names(stack)) | used_elsewhere
     return [n for n in names if _OUR_SECRET.match(n) and n not in keep]
+
+
+def _used_by_other_services(rb: Runbook) -> set[str]:
+    out = rb.host.sh(_IN_USE, display="the secrets each service names", check=False).stdout
+    ours = f"{rb.p.stack_name}_{SERVICE}"
+    return {
+        secret
+        for line in out.splitlines()
+        if line.split(" ", 1)[0] != ours
+        for secret in line.split()[1:]
+    }
 
 
 @step("Registry service")
@@ -136,10 +157,13 @@ def deploy(rb: Runbook) -> StepResult:
         return _not_yet(rb, "Registry service", exc)
     current, secrets = deployed(rb)
     plan = plan_deploy(current, stack, stack_path(rb))
-    # Secrets of earlier versions go once the service no longer names them: right after a
-    # deploy, or on a later run. Docker refuses to remove one a task of a rolling update
-    # still holds; the next run removes it then.
-    if old := old_secrets(secrets, stack):
+    # Secrets of earlier versions go once the stack no longer names them: right after a
+    # deploy, or on a later run. Docker may refuse one a task of a rolling update still
+    # holds; the next run removes it then. Which services name which secrets is asked only
+    # when there are candidates: most runs have none.
+    if old_secrets(secrets, stack, set()) and (
+        old := old_secrets(secrets, stack, _used_by_other_services(rb))
+    ):
         plan.append(
             Call(
                 f"docker secret rm {' '.join(old)}",
@@ -188,12 +212,36 @@ def update_state(rb: Runbook) -> str:
     return r.stdout.strip()
 
 
-def new_task_running(rb: Runbook) -> bool:
-    """Whether the tasks the service wants now all run (during an update, the old task is
-    no longer among them; Docker still reports "updating" for a few seconds after)."""
-    r = _service(rb, "ps", "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
-    states = r.stdout.split("\n") if r.stdout.strip() else []
-    return bool(states) and all(s.startswith("Running") for s in states if s)
+# State, image and secrets of each task the service wants running.
+_TASKS = r"""
+docker service ps -q --filter desired-state=running "$1" | xargs -r docker inspect \
+  --format '{{.Status.State}} {{.Spec.ContainerSpec.Image}} {{range .Spec.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
+"""
+
+
+def _image_name(ref: str) -> str:
+    """An image reference without its digest (Docker pins one when it deploys) and without
+    the default registry's prefix."""
+    name = ref.split("@")[0]
+    for prefix in ("docker.io/library/", "docker.io/"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def runs_current(tasks: str, stack: stackfile.RegistryStack) -> bool:
+    """Whether every task the service wants runs, from the current stack: its image, and its
+    certificate and users, whose secrets are named after their content. Right after a
+    deploy the old task is still the one Docker wants running, and may answer with the old
+    users, until the update starts; it fails this."""
+    wanted = set(stackfile.secret_names(stack))
+    rows = [line.split() for line in tasks.splitlines() if line.strip()]
+    return bool(rows) and all(
+        len(r) >= 2
+        and r[0] == "running"
+        and _image_name(r[1]) == _image_name(stack.image)
+        and wanted <= set(r[2:])
+        for r in rows
+    )
 
 
 @step("Registry answers", check_only=True)
@@ -276,6 +324,8 @@ def update_state_ok(rb: Runbook) -> str:
 
 
 def _settled(rb: Runbook) -> bool:
-    """Whether what answers is the service's current task: no update runs, or the update's
-    new task runs (Docker still reports "updating" for a few seconds after)."""
-    return update_state_ok(rb) != "updating" or new_task_running(rb)
+    """Whether what answers is the service's current task."""
+    update_state_ok(rb)
+    name = f"{rb.p.stack_name}_{SERVICE}"
+    tasks = rb.host.sh(_TASKS, name, display=f"docker service ps {name}", check=False).stdout
+    return runs_current(tasks, wanted_stack(rb))

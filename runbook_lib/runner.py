@@ -56,8 +56,8 @@ class RunSummary:
         return json.dumps(data, indent=2)
 
 
-def notebooks(directory: Path = NOTEBOOKS) -> list[Path]:
-    return sorted(p for p in directory.glob("[0-9][0-9]-*.ipynb"))
+def notebooks(directory: Path | None = None) -> list[Path]:
+    return sorted(p for p in (directory or NOTEBOOKS).glob("[0-9][0-9]-*.ipynb"))
 
 
 def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> list[Path]:
@@ -144,6 +144,7 @@ def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
     p = params_mod.load(values)
     resolve_secrets(p)
     chosen = select(notebooks(), start, only)
+    kernel.go()  # accepted: the kernel may connect to the host now
 
     now = datetime.now(timezone.utc)
     folder = new_folder(
@@ -173,8 +174,8 @@ def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -
             continue
         out = folder / nb.name
         began = time.monotonic()
-        kernel.fresh(str(folder.resolve()))
         try:
+            kernel.fresh(str(folder.resolve()))
             papermill.execute_notebook(
                 str(nb),
                 str(out),
@@ -187,13 +188,17 @@ def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -
                 # 30 s during a long cell); saving after every cell costs ~0.1 s a notebook.
                 request_save_on_cell_execute=False,
             )
+            error = None
         except PapermillExecutionError as exc:
-            failed = True
             error = f"{name}, cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-            summary.notebooks.append(
-                NotebookOutcome(name, "failed", 0, time.monotonic() - began, out.name, error)
-            )
-            log(f"  {name:<22} failed  ({time.monotonic() - began:.1f} s)\n    {error}")
+        except Exception as exc:  # noqa: BLE001 (the kernel died, a cell timed out...)
+            error = f"{name}: {type(exc).__name__}: {exc}"
+        if error:
+            failed = True
+            took = time.monotonic() - began
+            written = out.name if out.exists() else None
+            summary.notebooks.append(NotebookOutcome(name, "failed", 0, took, written, error))
+            log(f"  {name:<22} failed  ({took:.1f} s)\n    {error}")
             continue
         report = read_report(out) or {"status": "ok", "changed": 0}
         outcome = NotebookOutcome(
@@ -214,7 +219,8 @@ def main_run(args) -> int:
     changed = sum(n.changed for n in summary.notebooks)
     if bad:
         print(
-            f"FAILED in {bad.name}: {bad.error}\nsee {summary.folder}/{bad.output}", file=sys.stderr
+            f"FAILED in {bad.name}: {bad.error}\nsee {summary.folder}/{bad.output or ''}",
+            file=sys.stderr,
         )
         return 1
     print(f"done: {changed} changed step(s); executed notebooks in {summary.folder}")

@@ -6,6 +6,8 @@ the runbook passes ``--advertise-addr`` (the parameter, or the host's only addre
 
 from __future__ import annotations
 
+import ipaddress
+
 from .context import Runbook, step
 from .errors import ParameterError, RunbookError
 from .facts import HostFacts, read_swarm
@@ -38,10 +40,21 @@ def advertise_address(f: HostFacts, wanted: str | None) -> str | None:
     )
 
 
+def _normal(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
 def kept_address_note(f: HostFacts, wanted: str | None) -> str:
     """When the swarm is active already: what to know if it advertises another address
     than the parameter asks (a swarm keeps the address it was made with)."""
-    if not wanted or f.swarm.node_addr in ("", wanted):
+    if not wanted or not f.swarm.node_addr:
+        return ""
+    # The parameter may name an interface; an address may be written in several ways.
+    meant = {addr for name, addr in f.addresses if name == wanted} or {wanted}
+    if _normal(f.swarm.node_addr) in {_normal(a) for a in meant}:
         return ""
     return (
         f"; note: it advertises {f.swarm.node_addr}, not swarm_advertise_addr {wanted}: an "

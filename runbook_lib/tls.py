@@ -347,19 +347,43 @@ def trust_problem(cert_pem: bytes, ca_pem: bytes | None, want_ca: bool) -> str |
 
     A self-signed certificate vouches for itself, and ``ca.crt`` is then made a copy of it
     (a registry set up by the tutorial's commands has no ``ca.crt`` at all), unless the
-    local CA is asked for. A certificate signed by a CA is kept only while ``ca.crt`` is
-    that CA: clients are given ``ca.crt`` and nothing else.
+    local CA is asked for. A certificate signed by a CA is kept while ``ca.crt`` holds that
+    CA, or a root its file's intermediates lead to: clients are given ``ca.crt`` and
+    nothing else.
     """
-    cert = load_cert(cert_pem)
+    chain = x509.load_pem_x509_certificates(cert_pem)  # the server's, then intermediates
+    cert = chain[0]
     if _is_self_signed(cert):
         return "tls_ca asks for a certificate signed by the local CA" if want_ca else None
     if not ca_pem:
         return "ca.crt, the CA that signed it, is missing"
     try:
-        cert.verify_directly_issued_by(load_cert(ca_pem))
-    except (ValueError, TypeError, InvalidSignature):
+        anchors = x509.load_pem_x509_certificates(ca_pem)
+    except ValueError:
+        return "ca.crt is unreadable"
+    if not _leads_to(cert, chain[1:], anchors):
         return "ca.crt is not the CA that signed it"
     return None
+
+
+def _leads_to(
+    cert: x509.Certificate, intermediates: list[x509.Certificate], anchors: list[x509.Certificate]
+) -> bool:
+    """Whether ``cert`` is signed by one of ``anchors``, directly or through intermediates."""
+    if any(_signed_by(cert, a) for a in anchors):
+        return True
+    return any(
+        _signed_by(cert, i) and _leads_to(i, [x for x in intermediates if x is not i], anchors)
+        for i in intermediates
+    )
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _sans(cert: x509.Certificate) -> tuple[list[str], list[IPAddress]]:
@@ -381,13 +405,7 @@ def _same_public_key(key: PrivateKey, cert: x509.Certificate) -> bool:
 
 
 def _is_self_signed(cert: x509.Certificate) -> bool:
-    if cert.issuer != cert.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(cert)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
+    return cert.issuer == cert.subject and _signed_by(cert, cert)
 
 
 def _describe_key(public_key: object) -> str:

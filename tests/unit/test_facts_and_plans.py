@@ -111,6 +111,9 @@ def test_an_active_swarm_on_another_address_is_pointed_out():
     assert swarm.kept_address_note(f, None) == ""
     assert swarm.kept_address_note(f, "192.0.2.10") == ""
     assert "keeps its address" in swarm.kept_address_note(f, "198.51.100.2")
+    # An interface name means its addresses.
+    assert swarm.kept_address_note(f, "eth0") == ""
+    assert "keeps its address" in swarm.kept_address_note(f, "docker0")
 
 
 def test_swarm_with_only_loopback_lets_docker_choose():

@@ -73,3 +73,76 @@ def test_runs_within_one_second_get_their_own_folders(tmp_path):
         "20261125T120000Z-host-3",
     ]
     assert all(p.is_dir() for p in made)
+
+
+def _notebook(path: Path, code: str) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on loopback that counts who connects (nothing answers)."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.1)
+        yield server
+
+
+def _connections(server, seconds: float) -> int:
+    import time
+
+    count, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            server.accept()[0].close()
+            count += 1
+        except TimeoutError:
+            pass
+    return count
+
+
+def _params(tmp_path, port: int, password: str, monkeypatch) -> Path:
+    monkeypatch.setenv("RB_TEST_REGISTRY_PW", password)
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        f"host: 127.0.0.1\nssh_port: {port}\nregistry_host: registry.test\n"
+        "registry_users: {admin: env:RB_TEST_REGISTRY_PW}\n"
+    )
+    return f
+
+
+def test_the_kernel_connects_only_after_the_parameters_are_accepted(
+    tmp_path, monkeypatch, listener
+):
+    f = _params(tmp_path, listener.getsockname()[1], "qz7k", monkeypatch)  # too short
+    with pytest.raises(ParameterError):
+        runner.run(f, out_root=tmp_path / "runs")
+    assert _connections(listener, 1.5) == 0
+
+
+def test_a_dead_kernel_fails_its_notebook_and_the_run_is_recorded(tmp_path, monkeypatch, listener):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "01-dies.ipynb", "import os\nos._exit(3)")
+    _notebook(nbs / "02-after.ipynb", "print('not reached')")
+    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
+    f = _params(tmp_path, listener.getsockname()[1], "a-long-enough-test-password", monkeypatch)
+    summary = runner.run(f, out_root=tmp_path / "runs", log=lambda *_: None)
+    assert summary.failed is not None and summary.failed.name == "01-dies"
+    assert "DeadKernelError" in summary.failed.error or "stopped" in summary.failed.error
+    assert [n.status for n in summary.notebooks] == ["failed", "skipped"]
+    assert (Path(summary.folder) / "summary.json").exists()
+    # Accepted parameters: the kernel went to look at the host while it booted.
+    assert _connections(listener, 0.5) >= 1

@@ -206,3 +206,33 @@ def test_the_digest_label_sees_every_change_of_the_file():
     assert registry.plan_deploy(one.stack_digest, moved, path)  # a new port is deployed
     assert registry.plan_deploy(None, one, path)  # no service yet
     assert registry.plan_deploy("", one, path)  # a service deployed by hand
+
+
+def test_old_secrets_are_ours_unused_and_not_another_stacks():
+    from runbook_lib import registry
+
+    stack = stackfile.with_digest(
+        stackfile.RegistryStack(cert_digest="a" * 12, key_digest="b" * 12, htpasswd_digest="c" * 12)
+    )
+    current = stackfile.secret_names(stack)
+    earlier = ["registry_cert_" + "d" * 12, "registry_htpasswd_" + "e" * 12]
+    other_stack = "registry_key_" + "f" * 12
+    names = [*current, *earlier, other_stack, "someone_elses_secret"]
+    assert registry.old_secrets(names, stack, {other_stack}) == earlier
+    assert registry.old_secrets(current, stack, set()) == []
+
+
+def test_runs_current_tells_the_new_task_from_the_old():
+    from runbook_lib import registry
+
+    stack = stackfile.with_digest(
+        stackfile.RegistryStack(cert_digest="a" * 12, key_digest="b" * 12, htpasswd_digest="c" * 12)
+    )
+    now = " ".join(stackfile.secret_names(stack))
+    before = now.replace("c" * 12, "e" * 12)  # the users changed
+    assert registry.runs_current(f"running registry:2 {now}\n", stack)
+    assert registry.runs_current(f"running docker.io/library/registry:2@sha256:ab {now}\n", stack)
+    assert not registry.runs_current(f"running registry:2 {before}\n", stack)
+    assert not registry.runs_current(f"starting registry:2 {now}\n", stack)
+    assert not registry.runs_current(f"running registry:3 {now}\n", stack)
+    assert not registry.runs_current("", stack)

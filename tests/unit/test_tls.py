@@ -350,3 +350,31 @@ def test_trust_problem(key, other_key, cert):
     assert "missing" in tls.trust_problem(signed, None, want_ca=True)
     assert "not the CA" in tls.trust_problem(signed, tls.cert_to_pem(another_ca), want_ca=True)
     assert "not the CA" in tls.trust_problem(signed, pem, want_ca=False)
+
+
+def test_trust_problem_follows_intermediates_to_the_root(key, other_key):
+    root_key, mid_key = tls.generate_key("ecdsa", 256), tls.generate_key("ecdsa", 256)
+    root = tls.make_ca(root_key, "Root CA", 100, now=NOW)
+    # An intermediate CA signed by the root (make_ca makes self-signed ones).
+    mid = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Issuing CA")]))
+        .issuer_name(root.subject)
+        .public_key(mid_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(root_key, hashes.SHA256())
+    )
+    leaf = tls.make_server_cert(key, NAMES, 30, mid_key, mid, now=NOW)
+    chain = tls.cert_to_pem(leaf) + tls.cert_to_pem(mid)
+    assert tls.trust_problem(chain, tls.cert_to_pem(root), want_ca=False) is None
+    assert tls.trust_problem(chain, tls.cert_to_pem(mid), want_ca=False) is None
+    # A bundle in ca.crt counts as well.
+    other_root = tls.make_ca(other_key, "Other", 100, now=NOW)
+    bundle = tls.cert_to_pem(other_root) + tls.cert_to_pem(root)
+    assert tls.trust_problem(chain, bundle, want_ca=True) is None
+    # Without the intermediate in the file, the root alone cannot vouch for it.
+    assert "not the CA" in tls.trust_problem(tls.cert_to_pem(leaf), tls.cert_to_pem(root), False)
+    assert "not the CA" in tls.trust_problem(chain, tls.cert_to_pem(other_root), False)
