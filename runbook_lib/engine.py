@@ -84,7 +84,9 @@ fi
 echo '== repo'
 # Docker's repository under any file name (Docker's docs say docker.list, add-apt-repository
 # makes another): a second entry for it would make apt refuse the conflicting Signed-By.
-grep -lsE '^[^#]*download\.docker\.com' /etc/apt/sources.list /etc/apt/sources.list.d/* /etc/yum.repos.d/*.repo
+# Only files apt and dnf read: not the .save or .distUpgrade copies an upgrade leaves.
+grep -lsE '^[^#]*download\.docker\.com' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+  /etc/apt/sources.list.d/*.sources /etc/yum.repos.d/*.repo
 echo '== systemd'
 if test -d /run/systemd/system; then
   echo "enabled $(systemctl is-enabled docker 2>/dev/null || true)"

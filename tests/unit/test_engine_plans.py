@@ -194,7 +194,8 @@ def test_compose_v1_is_not_offered():
 
 def test_docker_repository_found_under_any_file_name(tmp_path):
     """The facts script's repository line, run on sample files in place of /etc."""
-    line = next(x for x in engine._FACTS.splitlines() if x.startswith("grep -lsE"))
+    start = engine._FACTS.index("grep -lsE")
+    line = engine._FACTS[start : engine._FACTS.index("\n", engine._FACTS.index(".repo", start))]
     (tmp_path / "apt/sources.list.d").mkdir(parents=True)
     (tmp_path / "yum.repos.d").mkdir()
     (tmp_path / "apt/sources.list").write_text(
@@ -207,6 +208,8 @@ def test_docker_repository_found_under_any_file_name(tmp_path):
     ours = tmp_path / "apt/sources.list.d/docker.sources"
     ours.write_text("Types: deb\nURIs: https://download.docker.com/linux/debian\n")
     (tmp_path / "apt/sources.list.d/debian.sources").write_text("URIs: http://mirror/debian\n")
+    # What a release upgrade leaves behind, and apt does not read.
+    (tmp_path / "apt/sources.list.d/docker.list.distUpgrade").write_text(added.read_text())
     r = subprocess.run(
         ["sh", "-c", line.replace("/etc/", f"{tmp_path}/")], capture_output=True, text=True
     )
