@@ -89,13 +89,14 @@ def common(host: Host, *, refresh: bool = False) -> HostFacts:
     return shared(host, "common", gather, refresh=refresh)
 
 
-# The engine's version, or nothing when no engine answers. A running dockerd that does not
-# answer yet (starting, or busy just after a swarm leave) is given a few seconds: reading it
-# as "no engine" would have the runbook start one.
+# The engine's version, or nothing when no engine answers. The system's dockerd, running
+# but not answering yet (starting, or busy just after a swarm leave), is given a few
+# seconds: reading it as "no engine" would have the runbook start one. (Another dockerd, a
+# rootless one, has no /var/run/docker.sock and is not waited for.)
 DOCKER_SERVER_SH = r"""
 for try in 1 2 3 4 5 6 7 8 9 10; do
   docker version --format '{{.Server.Version}}' 2>/dev/null && break
-  pidof dockerd >/dev/null 2>&1 || break
+  test -S /var/run/docker.sock && pidof dockerd >/dev/null 2>&1 || break
   sleep 0.5
 done
 """

@@ -19,13 +19,13 @@ import subprocess
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
-from .errors import CommandFailed, ConnectError, HostKeyError, ParameterError
+from .errors import CommandFailed, ConnectError, HostKeyError, ParameterError, RunbookError
 from .secrets import Secret
 
 Argv = Sequence[str]
@@ -73,7 +73,8 @@ class Host(ABC):
         self.user = user
         self._sudo_password = sudo_password
         self._sudo_mode: str | None = None  # "root", "nopasswd" or "password", found lazily
-        self._sudo_error: ParameterError | None = None  # a missing or wrong sudo password
+        # Makes the error of a definite refusal: no sudo, or no or a wrong password.
+        self._sudo_refusal: Callable[[], RunbookError] | None = None
         # Facts may be read from several threads (runbook_lib.facts): sudo is asked once, so
         # that a wrong password counts as one failure (PAM locks accounts after a few).
         self._sudo_lock = threading.Lock()
@@ -183,45 +184,64 @@ class Host(ABC):
 
     def _find_sudo_mode(self) -> str:
         with self._sudo_lock:
-            if self._sudo_error is not None:
-                raise self._sudo_error
-            try:
-                return self._probe_sudo()
-            except ParameterError as exc:  # no password, or a wrong one: asking again fails
-                self._sudo_error = exc
-                raise
+            if self._sudo_refusal is not None:
+                # A fresh error each time: one object raised in several threads would
+                # collect all their tracebacks.
+                raise self._sudo_refusal()
+            return self._probe_sudo()
+
+    def _refuse(self, make: Callable[[], RunbookError]) -> RunbookError:
+        """Remember a definite answer (no sudo, no or a wrong password): asking again would
+        only count another failure against the account."""
+        self._sudo_refusal = make
+        return make()
 
     def _probe_sudo(self) -> str:
         if self._sudo_mode:
             return self._sudo_mode
-        # LC_ALL=C: the message below is matched, and sudo translates it.
+        # LC_ALL=C: the messages below are matched, and sudo translates them.
         code, _, err = self._exec(["env", "LC_ALL=C", "sudo", "-k", "-n", "true"], b"", 30)
         if code == 0:
             self._sudo_mode = "nopasswd"
             return self._sudo_mode
         if b"password is required" not in err:
-            raise ConnectError(
-                f"{self.name}: user {self.user!r} cannot use sudo ({err.decode().strip()}). "
-                "Connect as root (parameter 'ssh_user') or give this user sudo rights."
-            )
+            raise self._refuse(lambda: self._no_sudo(code, err))
         if self._sudo_password is None:
-            raise ParameterError(
-                "sudo_password",
-                None,
-                f"user {self.user!r} needs a password for sudo on {self.name}",
-                "sudo_password: env:SUDO_PASSWORD",
+            raise self._refuse(
+                lambda: ParameterError(
+                    "sudo_password",
+                    None,
+                    f"user {self.user!r} needs a password for sudo on {self.name}",
+                    "sudo_password: env:SUDO_PASSWORD",
+                )
             )
         pw = self._sudo_password.reveal().encode()
-        code, _, err = self._exec(["sudo", "-k", "-S", "-p", "", "--", "true"], pw + b"\n", 30)
-        if code != 0:
-            raise ParameterError(
-                "sudo_password",
-                self._sudo_password,
-                f"sudo rejected the password for user {self.user!r} on {self.name}",
-                "the password of that user on the host, e.g. env:SUDO_PASSWORD",
+        code, _, err = self._exec(
+            ["env", "LC_ALL=C", "sudo", "-k", "-S", "-p", "", "--", "true"], pw + b"\n", 30
+        )
+        if code == 0:
+            self._sudo_mode = "password"
+            return self._sudo_mode
+        if b"incorrect password" in err or b"try again" in err:
+            raise self._refuse(
+                lambda: ParameterError(
+                    "sudo_password",
+                    self._sudo_password,
+                    f"sudo rejected the password for user {self.user!r} on {self.name}",
+                    "the password of that user on the host, e.g. env:SUDO_PASSWORD",
+                )
             )
-        self._sudo_mode = "password"
-        return self._sudo_mode
+        if code == 124:
+            raise self._no_sudo(code, err)
+        raise self._refuse(lambda: self._no_sudo(code, err))
+
+    def _no_sudo(self, code: int, err: bytes) -> ConnectError:
+        if code == 124:
+            return ConnectError(f"{self.name}: sudo did not answer within 30 s; try again")
+        return ConnectError(
+            f"{self.name}: user {self.user!r} cannot use sudo ({err.decode().strip()}). "
+            "Connect as root (parameter 'ssh_user') or give this user sudo rights."
+        )
 
 
 class LocalHost(Host):
@@ -286,7 +306,7 @@ class SSHHost(Host):
         with self._lock:
             failed = self._failed
             if failed and time.monotonic() - failed[0] < 1.0:
-                raise failed[1]
+                raise type(failed[1])(str(failed[1]))  # fresh: threads would share a traceback
             try:
                 return self._connect()
             except ConnectError as exc:

@@ -7,6 +7,7 @@ the tutorial's ``docker-compose.yml``) and written to ``WORK_DIR/docker-compose.
 from __future__ import annotations
 
 import re
+import shlex
 import ssl
 import time
 
@@ -151,39 +152,47 @@ def _used_by_other_services(rb: Runbook) -> set[str]:
 
 @step("Registry service")
 def deploy(rb: Runbook) -> StepResult:
+    name = "Registry service"
     try:
         stack = wanted_stack(rb)
     except MissingInput as exc:
-        return _not_yet(rb, "Registry service", exc)
+        return _not_yet(rb, name, exc)
     current, secrets = deployed(rb)
     plan = plan_deploy(current, stack, stack_path(rb))
     # Secrets of earlier versions go once the stack no longer names them: right after a
-    # deploy, or on a later run. Docker may refuse one a task of a rolling update still
-    # holds; the next run removes it then. Which services name which secrets is asked only
-    # when there are candidates: most runs have none.
-    if old_secrets(secrets, stack, set()) and (
-        old := old_secrets(secrets, stack, _used_by_other_services(rb))
-    ):
-        plan.append(
-            Call(
-                f"docker secret rm {' '.join(old)}",
-                lambda h: h.run(["docker", "secret", "rm", *old], check=False),
-            )
+    # deploy, or on a later run. Which services name which secrets is asked only when
+    # there are candidates: most runs have none.
+    old = old_secrets(secrets, stack, set())
+    if old:
+        old = old_secrets(secrets, stack, _used_by_other_services(rb))
+    service = f"service {stack.stack}_{SERVICE}"
+    if plan:
+        if old:
+            # Docker may refuse one a task of the rolling update still holds: a later run
+            # removes it.
+            rm = ["docker", "secret", "rm", *old]
+            plan.append(Call(shlex.join(rm), lambda h: h.run(rm, check=False)))
+        why = "deployed" if current is None else "updated (the stack file changed)"
+        return apply(
+            rb.host, name, plan, unchanged="", changed=f"{service} {why}", dry_run=rb.dry_run
         )
-    why = (
-        "deployed"
-        if current is None
-        else "updated (the stack file changed: image, port, certificate or users)"
-        if current != stack.stack_digest
-        else "unchanged; secrets of earlier versions removed"
-    )
-    return apply(
-        rb.host,
-        "Registry service",
-        plan,
-        unchanged=f"service {stack.stack}_{SERVICE} runs from the current stack file ({stack.image})",
-        changed=f"service {stack.stack}_{SERVICE} {why}",
-        dry_run=rb.dry_run,
+    running = f"{service} runs from the current stack file ({stack.image})"
+    if not old:
+        return StepResult(name, "ok", running)
+    rm = ["docker", "secret", "rm", *old]
+    if rb.dry_run:
+        return StepResult(
+            name, "changed", f"{running}; old secrets to remove", [shlex.join(rm)], dry_run=True
+        )
+    # Reported as Docker answers: a secret still in use stays, and is not a change.
+    removed = [n for n in rb.host.run(rm, check=False).stdout.split() if n in old]
+    if not removed:
+        return StepResult(name, "ok", f"{running}; secrets of earlier versions still in use")
+    return StepResult(
+        name,
+        "changed",
+        f"{running}; secrets of earlier versions removed",
+        [shlex.join(["docker", "secret", "rm", *removed])],
     )
 
 
@@ -212,35 +221,31 @@ def update_state(rb: Runbook) -> str:
     return r.stdout.strip()
 
 
-# State, image and secrets of each task the service wants running.
+# The service's image and secrets as Docker stored them, then each running task's: the
+# same fields, so no image name needs normalising (Docker pins a digest and rewrites names).
 _TASKS = r"""
+fields='{{.Spec.ContainerSpec.Image}} {{range .Spec.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
+docker service inspect --format "service {{.Spec.TaskTemplate.ContainerSpec.Image}} \
+{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}" "$1"
 docker service ps -q --filter desired-state=running "$1" | xargs -r docker inspect \
-  --format '{{.Status.State}} {{.Spec.ContainerSpec.Image}} {{range .Spec.ContainerSpec.Secrets}}{{.SecretName}} {{end}}'
+  --format "{{.Status.State}} $fields"
 """
 
 
-def _image_name(ref: str) -> str:
-    """An image reference without its digest (Docker pins one when it deploys) and without
-    the default registry's prefix."""
-    name = ref.split("@")[0]
-    for prefix in ("docker.io/library/", "docker.io/"):
-        name = name.removeprefix(prefix)
-    return name
-
-
 def runs_current(tasks: str, stack: stackfile.RegistryStack) -> bool:
-    """Whether every task the service wants runs, from the current stack: its image, and its
-    certificate and users, whose secrets are named after their content. Right after a
-    deploy the old task is still the one Docker wants running, and may answer with the old
-    users, until the update starts; it fails this."""
-    wanted = set(stackfile.secret_names(stack))
+    """Whether the service's running tasks run its current spec: the image, and the
+    certificate and users, whose secrets are named after their content and must be the
+    stack's. Right after a deploy the old task is still the one Docker wants running, and
+    may answer with the old users, until the update starts; it fails this. Tasks not
+    running yet (pending, starting) do not count."""
     rows = [line.split() for line in tasks.splitlines() if line.strip()]
-    return bool(rows) and all(
-        len(r) >= 2
-        and r[0] == "running"
-        and _image_name(r[1]) == _image_name(stack.image)
-        and wanted <= set(r[2:])
-        for r in rows
+    service = next((r[1:] for r in rows if r[0] == "service" and len(r) >= 2), None)
+    running = [r[1:] for r in rows if r[0] == "running" and len(r) >= 2]
+    if service is None or not running:
+        return False
+    wanted = set(stackfile.secret_names(stack))
+    return wanted <= set(service[1:]) and all(
+        t[0] == service[0] and set(t[1:]) == set(service[1:]) for t in running
     )
 
 
@@ -253,6 +258,7 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
     name = "Registry answers"
     p, ca = rb.p, ca_pem(rb)
     start, last, shown, asked = time.monotonic(), "nothing yet", 0.0, 0.0
+    checked = float("-inf")  # when the task that answered was last found not current
     untrusted_since = None  # a certificate ca.crt does not verify
     while True:
         try:
@@ -261,17 +267,21 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
                 auth = probe.https_get(
                     rb.host, p.registry_port, p.registry_host, ca, auth=first_user(rb)
                 )
-                if auth.status == 200 and _settled(rb):
-                    waited = time.monotonic() - start
-                    return StepResult(
-                        name,
-                        "ok",
-                        f"https://{p.registry}/v2/ answers 401 without and 200 with credentials"
-                        + (f" (after {waited:.0f} s)" if waited >= 1 else ""),
-                    )
-                # During an update the old task may still answer, with the old users.
+                # Whether the task that answers is the current one is asked at most once a
+                # second (two commands, several Docker API calls).
+                if auth.status == 200 and time.monotonic() - checked >= 1:
+                    if _settled(rb):
+                        waited = time.monotonic() - start
+                        return StepResult(
+                            name,
+                            "ok",
+                            f"https://{p.registry}/v2/ answers 401 without and 200 with "
+                            "credentials" + (f" (after {waited:.0f} s)" if waited >= 1 else ""),
+                        )
+                    checked = time.monotonic()
+                # Until an update starts, the old task still answers, with the old users.
                 last = (
-                    "the old task answers while the service updates"
+                    "a task not yet running the current stack answers (its update is due)"
                     if auth.status == 200
                     else f"{auth.status} with the credentials of {first_user(rb)[0]!r}"
                 )

@@ -351,7 +351,10 @@ def trust_problem(cert_pem: bytes, ca_pem: bytes | None, want_ca: bool) -> str |
     CA, or a root its file's intermediates lead to: clients are given ``ca.crt`` and
     nothing else.
     """
-    chain = x509.load_pem_x509_certificates(cert_pem)  # the server's, then intermediates
+    try:
+        chain = x509.load_pem_x509_certificates(cert_pem)  # the server's, then intermediates
+    except ValueError as exc:
+        return f"unreadable certificate chain: {exc}"
     cert = chain[0]
     if _is_self_signed(cert):
         return "tls_ca asks for a certificate signed by the local CA" if want_ca else None

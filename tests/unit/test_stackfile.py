@@ -230,9 +230,18 @@ def test_runs_current_tells_the_new_task_from_the_old():
     )
     now = " ".join(stackfile.secret_names(stack))
     before = now.replace("c" * 12, "e" * 12)  # the users changed
-    assert registry.runs_current(f"running registry:2 {now}\n", stack)
-    assert registry.runs_current(f"running docker.io/library/registry:2@sha256:ab {now}\n", stack)
-    assert not registry.runs_current(f"running registry:2 {before}\n", stack)
-    assert not registry.runs_current(f"starting registry:2 {now}\n", stack)
-    assert not registry.runs_current(f"running registry:3 {now}\n", stack)
+    image = "registry:latest@sha256:ab"  # as Docker stores it, rewritten and pinned
+    service = f"service {image} {now}\n"
+    assert registry.runs_current(service + f"running {image} {now}\n", stack)
+    # Right after the deploy: the old task still runs, with the old users.
+    assert not registry.runs_current(service + f"running {image} {before}\n", stack)
+    assert not registry.runs_current(service + f"running registry:2@sha256:cd {now}\n", stack)
+    # Not running yet, or nothing at all.
+    assert not registry.runs_current(service + f"starting {image} {now}\n", stack)
+    assert not registry.runs_current(service, stack)
     assert not registry.runs_current("", stack)
+    # A task that cannot start (a second replica in host mode) does not hold things up.
+    pending = f"pending {image} {now}\n"
+    assert registry.runs_current(service + f"running {image} {now}\n" + pending, stack)
+    # A service not (yet) deployed from this stack.
+    assert not registry.runs_current(f"service {image} {before}\nrunning {image} {before}\n", stack)

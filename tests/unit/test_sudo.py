@@ -21,12 +21,12 @@ class RejectingSudo(Host):
         self.password_tries = 0
 
     def _exec(self, argv, stdin, timeout):
-        if argv[:4] == ["env", "LC_ALL=C", "sudo", "-k"]:
+        if "sudo" in argv and "-n" in argv:
             return 1, b"", b"sudo: a password is required\n"
-        if argv[:2] == ["sudo", "-k"]:
+        if "sudo" in argv and "-S" in argv:
             self.password_tries += 1
             time.sleep(0.05)  # long enough for the other threads to arrive
-            return 1, b"", b"Sorry, try again.\n"
+            return 1, b"", b"Sorry, try again.\nsudo: 1 incorrect password attempt\n"
         return 0, b"", b""
 
 
@@ -52,3 +52,22 @@ def test_a_wrong_sudo_password_is_tried_once_whatever_the_threads(monkeypatch):
     with pytest.raises(ParameterError):
         host.run(["true"])
     assert host.password_tries == 1
+
+
+class SlowSudo(RejectingSudo):
+    def _exec(self, argv, stdin, timeout):
+        if "sudo" in argv and "-S" in argv:
+            self.password_tries += 1
+            return 124, b"", b"(timed out)"
+        return super()._exec(argv, stdin, timeout)
+
+
+def test_a_sudo_that_timed_out_is_asked_again(monkeypatch):
+    from runbook_lib.errors import ConnectError
+
+    monkeypatch.setenv("RB_TEST_SUDO", "whatever")
+    host = SlowSudo(Secret("env:RB_TEST_SUDO", parameter="sudo_password"))
+    for _ in range(2):
+        with pytest.raises(ConnectError, match="did not answer"):
+            host.run(["true"])
+    assert host.password_tries == 2
