@@ -50,8 +50,11 @@ def read_candidates(host: Host) -> dict[str, str]:
     Read in the background from the first look at the host, before it is known whether the
     host has apt or Compose already (on a host without apt it fails at once): apt loads its
     whole package index for it, which takes half a second on a host that keeps no binary
-    cache of it (``pkgcache.bin``)."""
-    policy = host.run(["apt-cache", "policy", *DEB_CANDIDATES], privileged=False, check=False)
+    cache of it (``pkgcache.bin``). At the lowest priority: it is read ahead, in parallel
+    with the work it must not slow down."""
+    policy = host.run(
+        ["nice", "-n", "19", "apt-cache", "policy", *DEB_CANDIDATES], privileged=False, check=False
+    )
     return parse_candidates(policy.stdout)
 
 

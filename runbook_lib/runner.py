@@ -79,7 +79,6 @@ def resolve_secrets(p) -> None:
     """Fail now, not halfway through, if a secret cannot be resolved or is unfit."""
     from . import htpasswd
     from . import params as params_mod
-    from .portainer import admin_password
     from .secrets import Secret
 
     for name in params_mod.SECRET_FIELDS:
@@ -89,6 +88,9 @@ def resolve_secrets(p) -> None:
     for user, ref in p.registry_users.items():
         htpasswd.validate_password(user, ref.reveal())
     if p.portainer_enabled:
+        # Imported only here: it brings paramiko, which this process otherwise never needs.
+        from .portainer import admin_password
+
         admin_password(p)
 
 
