@@ -182,6 +182,10 @@ def main() -> None:
     print(f"fixed cost per notebook     {statistics.median(fixed):6.2f} s   (target < 1 s)")
     print(f"SSH connections per run     {statistics.median(conns):6.0f}")
     if args.quick:
+        print(
+            "(one round: its ratios swing with Docker's start of the registry in the floor, "
+            "1.2 to 1.6 for a fresh run here; benchmarks/README.md has five-round medians)"
+        )
         return
     print("\nkey generation (median of 3)")
     for kind, secs in key_generation().items():
