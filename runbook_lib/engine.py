@@ -248,8 +248,10 @@ def plan_install(
     f: EngineFacts,
     version: str | None,
     available: list[str] | None = None,
+    lists_fresh: bool = False,
 ) -> list[Cmd]:
-    """Install the engine; pinned versions need ``available`` (from :func:`versions`)."""
+    """Install the engine; pinned versions need ``available`` (from :func:`versions`).
+    apt's package lists are updated first, unless ``lists_fresh`` (just updated)."""
     pkgs = wanted_packages(os_, source)
     main = pkgs[0]
     if version is None:
@@ -272,7 +274,7 @@ def plan_install(
             spec = [f"{p}-{bare}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
     if os_.family == "debian":
         return [
-            Cmd([*APT, "update"]),
+            *([] if lists_fresh else [Cmd([*APT, "update"])]),
             Cmd([*APT, "install", "--allow-downgrades", *spec], timeout=1800),
         ]
     return [Cmd([_yum(os_), "install", "-y", *spec], timeout=1800)]
@@ -348,8 +350,10 @@ def available_versions(rb: Runbook) -> list[str]:
         found = _madison(rb, main)
         if not found and not rb.dry_run:
             # A new host's package lists are empty until the first update.
-            rb.host.run([*APT, "update"], check=False, timeout=600)
+            updated = rb.host.run([*APT, "update"], check=False, timeout=600)
             rb.host.changes += 1  # new package lists: facts read from the old are stale
+            # The install that follows in this notebook need not update them again.
+            rb.cache["apt lists fresh"] = updated.ok
             found = _madison(rb, main)
         return found
     out = rb.host.run([_yum(os_), "list", main, "--showduplicates", "-q"], check=False).stdout
@@ -395,6 +399,7 @@ def install(rb: Runbook) -> StepResult:
         f,
         p.docker_version,
         available_versions(rb) if p.docker_version else None,
+        lists_fresh=rb.cache.get("apt lists fresh", False),
     )
     main = wanted_packages(os_, p.docker_source)[0]
     result = apply(

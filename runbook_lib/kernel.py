@@ -188,8 +188,6 @@ def _manager_class(shared: SharedKernel):
         """Papermill and nbclient see a started kernel: they ask it for a client (the shared
         one), whether it lives, and to interrupt it; the kernel's life is ours."""
 
-        client_class = "jupyter_client.asynchronous.AsyncKernelClient"
-
         @property
         def has_kernel(self) -> bool:
             return shared.alive()

@@ -214,3 +214,9 @@ def test_docker_repository_found_under_any_file_name(tmp_path):
         ["sh", "-c", line.replace("/etc/", f"{tmp_path}/")], capture_output=True, text=True
     )
     assert sorted(r.stdout.split()) == sorted([str(added), str(ours)])
+
+
+def test_install_skips_the_update_when_the_lists_were_just_updated():
+    plan = argvs(engine.plan_install(DEBIAN, "distribution", NONE, None, lists_fresh=True))
+    assert [a for a in plan if "update" in a] == []
+    assert plan[-1][-1] == "docker.io"
