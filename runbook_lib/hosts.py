@@ -413,13 +413,19 @@ class SSHHost(Host):
 def _collect(chan: paramiko.Channel, timeout: float | None) -> tuple[int, bytes, bytes]:
     out, err = bytearray(), bytearray()
     deadline = None if timeout is None else time.monotonic() + timeout
+    exited_at = None
     while True:
         while chan.recv_ready():
             out += chan.recv(65536)
         while chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
         if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-            break
+            # sshd may send the exit status before the last of the output: the end of the
+            # output is its EOF. A daemon the command started may keep the output open,
+            # so that EOF is waited for 2 s at most.
+            exited_at = exited_at or time.monotonic()
+            if chan.eof_received or time.monotonic() - exited_at > 2:
+                break
         if chan.closed and not chan.recv_ready() and not chan.recv_stderr_ready():
             break
         if deadline is not None and time.monotonic() > deadline:
