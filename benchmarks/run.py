@@ -183,8 +183,8 @@ def main() -> None:
     print(f"SSH connections per run     {statistics.median(conns):6.0f}")
     if args.quick:
         print(
-            "(one round: its ratios swing with Docker's start of the registry in the floor, "
-            "1.2 to 1.6 for a fresh run here; benchmarks/README.md has five-round medians)"
+            "(one round: its ratios swing widely with how fast Docker starts the floor's "
+            "registry; benchmarks/README.md has five-round medians)"
         )
         return
     print("\nkey generation (median of 3)")
