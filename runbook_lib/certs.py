@@ -13,14 +13,14 @@ this module reads and writes the files on the host. Layout, as in the tutorial:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import tls
-from .context import Runbook, step
+from .context import Runbook
 from .errors import MissingInput
 from .hosts import LocalHost
-from .steps import Put, StepResult, apply, path_states, plan_dir, plan_file
+from .steps import Outcome, Plan, Put, Skip, path_states, plan_dir, plan_file, step
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def trust_dirs(names: list[str], port: int) -> list[str]:
 
 
 @step("Work directory")
-def work_dir(rb: Runbook) -> StepResult:
+def work_dir(rb: Runbook) -> Plan:
     lay = layout(rb)
     wanted = [(lay.work_dir, 0o755), (lay.certs, 0o700), (lay.auth, 0o700)]
     states = path_states(rb.host, *(p for p, _ in wanted))
@@ -66,19 +66,15 @@ def work_dir(rb: Runbook) -> StepResult:
     plan = [] if states[0].exists else plan_dir(states[0], lay.work_dir, 0o755)
     for (path, mode), st in zip(wanted[1:], states[1:], strict=True):
         plan += plan_dir(st, path, mode)
-
-    return apply(
-        rb.host,
-        "Work directory",
+    return Plan(
         plan,
-        unchanged=f"{lay.work_dir} with certs/ and auth/ (owner-only) exists",
         changed=f"{lay.work_dir} with certs/ and auth/ (owner-only) ready",
-        dry_run=rb.dry_run,
+        unchanged=f"{lay.work_dir} with certs/ and auth/ (owner-only) exists",
     )
 
 
 @step("Certificate")
-def certificate(rb: Runbook) -> StepResult:
+def certificate(rb: Runbook) -> Plan:
     p, lay, host = rb.p, layout(rb), rb.host
     names = p.all_registry_names
     cert_pem, key_pem, ca_now = host.get(lay.cert), host.get(lay.key), host.get(lay.ca_cert)
@@ -89,13 +85,10 @@ def certificate(rb: Runbook) -> StepResult:
         info = tls.cert_info(tls.load_cert(cert_pem))
         # A kept self-signed certificate is its own ca.crt (the tutorial's layout has none).
         fix = info.is_self_signed and ca_now != cert_pem
-        return apply(
-            host,
-            "Certificate",
-            [Put(lay.ca_cert, cert_pem, 0o644)] if fix else [],
-            unchanged=f"kept: {_describe(info)}",
+        return Plan(
+            [_put_cert(lay.ca_cert, cert_pem, info)] if fix else [],
             changed=f"kept: {_describe(info)}; ca.crt set to it",
-            dry_run=rb.dry_run,
+            unchanged=f"kept: {_describe(info)}",
             details=_details(info),
         )
     plan = []
@@ -106,22 +99,17 @@ def certificate(rb: Runbook) -> StepResult:
         ca_cert = ca_key = None
     key = tls.generate_key(p.tls_key_type, p.tls_key_size)
     cert = tls.make_server_cert(key, names, p.tls_days, ca_key, ca_cert)
-    plan += [
-        Put(lay.key, tls.key_to_pem(key), 0o600),
-        Put(lay.cert, tls.cert_to_pem(cert), 0o644),
-    ]
-    if not p.tls_ca:
-        plan.append(Put(lay.ca_cert, tls.cert_to_pem(cert), 0o644))
     info = tls.cert_info(cert)
-    return apply(
-        host,
-        "Certificate",
-        plan,
-        unchanged="",
-        changed=f"new ({reason}): {_describe(info)}",
-        dry_run=rb.dry_run,
-        details=_details(info),
-    )
+    cert_pem = tls.cert_to_pem(cert)
+    plan += [Put(lay.key, tls.key_to_pem(key), 0o600), _put_cert(lay.cert, cert_pem, info)]
+    if not p.tls_ca:
+        plan.append(_put_cert(lay.ca_cert, cert_pem, info))
+    return Plan(plan, changed=f"new ({reason}): {_describe(info)}", details=_details(info))
+
+
+def _put_cert(path: str, pem: bytes, info: tls.CertInfo) -> Put:
+    """A certificate is public: its summary is shown, not its PEM."""
+    return Put(path, pem, 0o644, summary=f"certificate: {_describe(info)}; SHA-256 {info.sha256}")
 
 
 def _ca(rb: Runbook, lay: Layout):
@@ -136,11 +124,8 @@ def _ca(rb: Runbook, lay: Layout):
             pass
     key = tls.generate_key(rb.p.tls_key_type, rb.p.tls_key_size)
     cert = tls.make_ca(key, f"{rb.p.registry_host} registry CA", 3650)
-    return (
-        cert,
-        key,
-        [Put(lay.ca_key, tls.key_to_pem(key), 0o600), Put(lay.ca_cert, tls.cert_to_pem(cert))],
-    )
+    ca_put = _put_cert(lay.ca_cert, tls.cert_to_pem(cert), tls.cert_info(cert))
+    return cert, key, [Put(lay.ca_key, tls.key_to_pem(key), 0o600), ca_put]
 
 
 def _describe(info: tls.CertInfo) -> str:
@@ -150,7 +135,12 @@ def _describe(info: tls.CertInfo) -> str:
 
 
 def _details(info: tls.CertInfo) -> dict[str, str]:
-    return {"SHA-256 fingerprint": info.sha256, "expires": f"{info.not_after:%Y-%m-%d %H:%M} UTC"}
+    return {
+        "names": ", ".join([*info.dns_names, *info.ip_addresses]),
+        "key": info.key_type,
+        "SHA-256 fingerprint": info.sha256,
+        "expires": f"{info.not_after:%Y-%m-%d %H:%M} UTC ({info.days_left} days)",
+    }
 
 
 def ca_pem(rb: Runbook) -> bytes:
@@ -171,31 +161,38 @@ def plan_trust(host, ca: bytes, names: list[str], port: int) -> list:
     (``install -d`` creates /etc/docker/certs.d itself when missing)."""
     dirs = trust_dirs(names, port)
     states = path_states(host, *dirs, *(f"{d}/ca.crt" for d in dirs))
+    shown = _ca_summary(ca)
     plan = []
     for d, dstate, fstate in zip(dirs, states[: len(dirs)], states[len(dirs) :], strict=True):
-        plan += plan_dir(dstate, d, 0o755) + plan_file(fstate, f"{d}/ca.crt", ca)
+        plan += plan_dir(dstate, d, 0o755)
+        plan += [replace(a, summary=shown) for a in plan_file(fstate, f"{d}/ca.crt", ca)]
     return plan
 
 
+def _ca_summary(ca: bytes) -> str | None:
+    try:
+        info = tls.cert_info(tls.load_cert(ca))
+    except ValueError:
+        return None
+    return f"the registry's CA: {_describe(info)}; SHA-256 {info.sha256}"
+
+
 @step("Docker trusts the registry")
-def trust_on_host(rb: Runbook) -> StepResult:
+def trust_on_host(rb: Runbook) -> Plan:
     """Install ca.crt where the host's Docker looks for it, for every registry name."""
     p = rb.p
     listed = ", ".join(
         d.rsplit("/", 1)[1] for d in trust_dirs(p.all_registry_names, p.registry_port)
     )
-    return apply(
-        rb.host,
-        "Docker trusts the registry",
+    return Plan(
         plan_trust(rb.host, ca_pem(rb), p.all_registry_names, p.registry_port),
-        unchanged=f"ca.crt in place for {listed}",
         changed=f"ca.crt installed for {listed}",
-        dry_run=rb.dry_run,
+        unchanged=f"ca.crt in place for {listed}",
     )
 
 
 @step("This machine trusts the registry")
-def trust_on_runner(rb: Runbook) -> StepResult:
+def trust_on_runner(rb: Runbook) -> Outcome:
     """Keep ca.crt in the run folder; with ``trust_on_runner``, install it here as well."""
     ca = ca_pem(rb)
     run_dir = os.environ.get("RUNBOOK_RUN_DIR")
@@ -203,15 +200,12 @@ def trust_on_runner(rb: Runbook) -> StepResult:
     if run_dir and ca:
         Path(run_dir, "ca.crt").write_bytes(ca)
         kept = f"; ca.crt kept in {run_dir}"
-    name = "This machine trusts the registry"
     if not rb.p.trust_on_runner:
-        return StepResult(name, "ok", f"not asked (trust_on_runner: false){kept}")
+        return Skip(f"not asked (trust_on_runner: false){kept}")
     local = LocalHost()
-    return apply(
-        local,
-        name,
+    return Plan(
         plan_trust(local, ca, rb.p.all_registry_names, rb.p.registry_port),
-        unchanged=f"ca.crt already trusted here{kept}",
         changed=f"ca.crt installed here{kept}",
-        dry_run=rb.dry_run,
+        unchanged=f"ca.crt already trusted here{kept}",
+        on=local,
     )

@@ -10,10 +10,10 @@ plainly when none does.
 from __future__ import annotations
 
 from . import facts
-from .context import Runbook, step
+from .context import Runbook
 from .engine import APT, CE, _yum
 from .hosts import Host
-from .steps import Cmd, StepResult, apply
+from .steps import Cmd, Found, Outcome, Plan, Skip, StepResult, step
 
 # Debian/Ubuntu packages that carry Compose v2, by preference. Debian's `docker-compose`
 # is v2 only from trixie on (bookworm's is v1), hence the version check.
@@ -62,11 +62,10 @@ facts.PREFETCH.append(lambda host: facts.prefetch(host, "compose candidates", re
 
 
 @step("Compose v2")
-def plugin(rb: Runbook) -> StepResult:
-    name = "Compose v2"
+def plugin(rb: Runbook) -> Outcome:
     installed = rb.facts().compose  # `docker compose version`, read with the host's facts
     if installed:
-        return StepResult(name, "ok", f"docker compose {installed} is installed")
+        return Found(f"docker compose {installed} is installed")
     os_ = rb.facts().os
     if os_.family == "rhel":
         pkg = CE[-1]
@@ -74,11 +73,15 @@ def plugin(rb: Runbook) -> StepResult:
     else:
         pkg = pick_package(facts.shared(rb.host, "compose candidates", read_candidates))
         if pkg is None:
-            return StepResult(
-                name,
-                "skipped",
+            return Skip(
                 "no Compose v2 package for this host; not needed: `docker stack deploy` reads "
-                "the stack file itself",
+                "the stack file itself"
             )
         plan = [Cmd([*APT, "install", pkg], timeout=900)]
-    return apply(rb.host, name, plan, unchanged="", changed=f"{pkg} installed", dry_run=rb.dry_run)
+
+    def version(result: StepResult) -> None:
+        r = rb.host.run(["docker", "compose", "version", "--short"], check=False)
+        if r.ok:
+            result.reason = f"{pkg} installed: docker compose {r.stdout.strip()}"
+
+    return Plan(plan, changed=f"{pkg} installed", after=version)

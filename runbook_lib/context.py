@@ -7,22 +7,21 @@ summary and records it in the notebook for the runner to read back.
 
 from __future__ import annotations
 
-import functools
+import html
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from . import facts as facts_mod
 from . import params as params_mod
-from .errors import ConnectError, RunbookError
+from .errors import RunbookError
 from .hosts import Host, SSHHost
 from .kernel import GO_ENV, PRECONNECT_ENV
-from .steps import REPORT_MIME, StepFailed, StepResult, report
-
-F = TypeVar("F", bound=Callable[..., StepResult])
+from .steps import COLOURS, REPORT_MIME, StepResult, report
 
 
 class Runbook:
@@ -33,6 +32,8 @@ class Runbook:
         self.notebook = notebook
         self.host = host or connect(params)
         self.results: list[StepResult] = []
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._began = time.monotonic()
         self.cache: dict[str, Any] = {}  # what a module reads once per notebook
 
     def __repr__(self) -> str:
@@ -50,13 +51,76 @@ class Runbook:
 
     def finish(self) -> Any:
         """Show the notebook's outcome and record it for the runner."""
+        self.recap()
+
+    def recap(self) -> None:
+        """Show the outcome so far: every step's line, the warnings, the counts. Shown by
+        :meth:`finish`, and by a failing step, so that a failed notebook ends with it too;
+        the runner reads back the last one."""
         from IPython.display import display
 
         summary = report(self.notebook, self.results)
-        text = "\n".join(str(r) for r in self.results) or "no steps ran"
-        head = f"{self.notebook}: {summary['status']} ({summary['changed']} changed)"
-        display({REPORT_MIME: summary, "text/plain": f"{head}\n{text}"}, raw=True)
-        return None
+        summary["started"] = self.started
+        summary["seconds"] = round(time.monotonic() - self._began, 2)
+        display(
+            {
+                REPORT_MIME: summary,
+                "text/plain": recap_text(summary),
+                "text/html": recap_html(summary),
+            },
+            raw=True,
+        )
+
+
+def _counts(summary: dict[str, Any]) -> str:
+    counts = summary.get("counts", {})
+    shown = [f"{n} {s}" for s, n in counts.items() if n]
+    if summary.get("warnings"):
+        shown.append(f"{len(summary['warnings'])} warning(s)")
+    return ", ".join(shown) or "no steps"
+
+
+def recap_text(summary: dict[str, Any]) -> str:
+    """The recap as plain text: a head line, then a line per step and per warning."""
+    steps = [StepResult(**s) for s in summary["steps"]]
+    head = (
+        f"{summary['notebook']}: {summary['status']} ({_counts(summary)}; "
+        f"{summary.get('seconds', 0):.1f} s, started {summary.get('started', '?')})"
+    )
+    lines = [head] + [f"{s.label:>12}  {s.name}: {s.reason}" for s in steps]
+    lines += [f"{'WARNING':>12}  {w}" for w in summary.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def recap_html(summary: dict[str, Any]) -> str:
+    """The recap as a table: one row per step, warnings under it, the head in colour."""
+    esc = html.escape
+    colour = COLOURS.get(summary["status"], "#555")
+    rows = []
+    for s in summary["steps"]:
+        r = StepResult(**s)
+        rows.append(
+            f'<tr><td style="text-align:left;color:{COLOURS.get(r.status, "#555")}">'
+            f"<b>{esc(r.label)}</b></td><td style='text-align:left'>{esc(r.name)}</td>"
+            f"<td style='text-align:left'>{esc(r.reason)}</td>"
+            f"<td style='text-align:right'>{r.seconds:.1f} s</td></tr>"
+        )
+        for w in r.warnings:
+            rows.append(
+                f'<tr><td style="text-align:left;color:{COLOURS["warning"]}"><b>warning</b></td>'
+                f"<td style='text-align:left'>{esc(r.name)}</td>"
+                f'<td colspan="2" style="text-align:left;color:{COLOURS["warning"]}">{esc(w)}</td></tr>'
+            )
+    return (
+        f'<div class="runbook-recap"><p><b style="color:{colour}">{esc(summary["status"])}</b> '
+        f"<b>{esc(summary['notebook'])}</b>: {esc(_counts(summary))}; "
+        f"{summary.get('seconds', 0):.1f} s, started {esc(str(summary.get('started', '?')))}</p>"
+        '<table><thead><tr><th style="text-align:left">status</th>'
+        '<th style="text-align:left">step</th><th style="text-align:left">result</th>'
+        '<th style="text-align:right">time</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 # Connections by what they connect to: notebooks run one after another in one kernel
@@ -145,40 +209,3 @@ def _short_tracebacks() -> None:
         return lines
 
     shell.set_custom_exc((RunbookError,), show)
-
-
-def step(name: str, *, check_only: bool = False) -> Callable[[F], F]:
-    """Mark a function ``fn(rb, ...) -> StepResult`` as a step: its result, or its failure,
-    is recorded in ``rb.results``. A ``check_only`` step (one that verifies something real,
-    such as a push) is skipped in a dry run."""
-
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(rb: Runbook, *args: Any, **kwargs: Any) -> StepResult:
-            start_time = time.monotonic()
-            if check_only and rb.dry_run:
-                result = StepResult(name, "skipped", "dry run: not checked", dry_run=True)
-                rb.results.append(result)
-                return result
-            try:
-                result = fn(rb, *args, **kwargs)
-            except Exception as exc:
-                rb.results.append(
-                    StepResult(
-                        name,
-                        "failed",
-                        (str(exc).splitlines() or [type(exc).__name__])[0],
-                        seconds=time.monotonic() - start_time,
-                    )
-                )
-                if isinstance(exc, (ConnectError, OSError)):
-                    # Say which step the connection or the network failed in.
-                    raise StepFailed(name, exc) from exc
-                raise
-            result.seconds = time.monotonic() - start_time
-            rb.results.append(result)
-            return result
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field
 
 from . import facts
-from .context import Runbook, step
+from .context import Runbook
 from .errors import ParameterError, RunbookError, UnsupportedHost
 from .facts import DOCKER_SERVER_SH, OsRelease
 from .hosts import Host
-from .steps import Cmd, Put, StepResult, apply
+from .steps import Cmd, Found, Outcome, Plan, Put, Skip, StepResult, Verified, step
 
 REPO = "https://download.docker.com/linux"
 CE = [
@@ -210,7 +210,7 @@ def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
             Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
             Cmd(["curl", "-fsSL", f"{repo_url(os_)}/gpg", "-o", "/etc/apt/keyrings/docker.asc"]),
             Cmd(["chmod", "a+r", "/etc/apt/keyrings/docker.asc"]),
-            Put("/etc/apt/sources.list.d/docker.sources", apt_sources(os_), 0o644),
+            Put("/etc/apt/sources.list.d/docker.sources", apt_sources(os_), 0o644, text=True),
         ]
     if os_.major == 7:
         return [
@@ -294,52 +294,51 @@ def plan_service(f: EngineFacts) -> list[Cmd]:
     return plan
 
 
-def boot_note(f: EngineFacts) -> str:
-    """Whether the engine comes back after a reboot, in words."""
-    if f.systemd or f.sysv_script:
-        return "enabled at boot"
-    return "not enabled at boot: neither systemd nor an init script manages it here; arrange that yourself"
+def boot_note(f: EngineFacts, pid1: str) -> tuple[str, str | None]:
+    """Whether the engine comes back after a reboot, in words; and a warning when it may
+    not (``pid1``: the host's init, as :class:`runbook_lib.facts.HostFacts` names it)."""
+    if f.systemd:
+        return "enabled at boot", None
+    if f.sysv_script and pid1 == "init":
+        return "enabled at boot (its init script is in the runlevels)", None
+    if f.sysv_script:
+        return "its init script is in the runlevels", (
+            f"PID 1 is {pid1!r}, neither systemd nor SysV init: nothing may run the "
+            "runlevels' scripts at boot; make sure the Docker service starts at boot"
+        )
+    return "not enabled at boot", (
+        "neither systemd nor an init script manages the Docker service here: it will not "
+        "start at boot unless you arrange it"
+    )
 
 
 @step("Old Docker packages")
-def remove_old(rb: Runbook) -> StepResult:
+def remove_old(rb: Runbook) -> Plan:
     os_ = rb.facts().os
-    f = packages(rb)
-    plan = plan_remove_old(os_, rb.p.docker_source, f)
+    plan = plan_remove_old(os_, rb.p.docker_source, packages(rb))
     if plan and rb.p.docker_version and not rb.dry_run:
         # A pin the repository cannot satisfy stops the run before anything is removed
         # (which is why the notebook adds Docker's repository first).
         pick_version(available_versions(rb), rb.p.docker_version)
-    result = apply(
-        rb.host,
-        "Old Docker packages",
+    return Plan(
         plan,
-        unchanged="none of the conflicting packages is installed",
         changed="conflicting packages removed",
-        dry_run=rb.dry_run,
+        unchanged="none of the conflicting packages is installed",
     )
-    return result
 
 
 @step("Docker repository")
-def repository(rb: Runbook) -> StepResult:
+def repository(rb: Runbook) -> Plan:
     os_, source = rb.facts().os, rb.p.docker_source
     check_source(os_, source)
-    plan = plan_repo(os_, source, packages(rb))
     why = (
         "not needed: the distribution's package is used"
         if source == "distribution"
         else f"{repo_url(os_)} already configured"
     )
-    result = apply(
-        rb.host,
-        "Docker repository",
-        plan,
-        unchanged=why,
-        changed=f"{repo_url(os_)} added",
-        dry_run=rb.dry_run,
+    return Plan(
+        plan_repo(os_, source, packages(rb)), changed=f"{repo_url(os_)} added", unchanged=why
     )
-    return result
 
 
 def available_versions(rb: Runbook) -> list[str]:
@@ -367,30 +366,26 @@ def _madison(rb: Runbook, package: str) -> list[str]:
 
 
 @step("Available versions")
-def versions(rb: Runbook) -> StepResult:
+def versions(rb: Runbook) -> Outcome:
     """The tutorial's ``yum list docker-ce --showduplicates | sort -r``, for pinning.
 
     Listed when a version is pinned or nothing is installed yet; otherwise the package
     manager's index is not worth loading on every run."""
-    name, pinned = "Available versions", rb.p.docker_version
+    pinned = rb.p.docker_version
     main = wanted_packages(rb.facts().os, rb.p.docker_source)[0]
     if not pinned and main in packages(rb).installed:
-        return StepResult(
-            name,
-            "ok",
-            f"not listed: the latest {main} is wanted and installed (set docker_version to pin one)",
+        return Skip(
+            f"not listed: the latest {main} is wanted and installed (set docker_version to pin one)"
         )
     found = available_versions(rb)
-    return StepResult(
-        name,
-        "ok",
+    return Verified(
         f"{len(found)} version(s); newest: {', '.join(found[:5]) or 'none (repository not configured yet)'}",
         details={"docker_version": pinned or "null (latest)"},
     )
 
 
 @step("Docker packages")
-def install(rb: Runbook) -> StepResult:
+def install(rb: Runbook) -> Plan:
     os_, p = rb.facts().os, rb.p
     f = packages(rb)
     plan = plan_install(
@@ -401,34 +396,38 @@ def install(rb: Runbook) -> StepResult:
         available_versions(rb) if p.docker_version else None,
         lists_fresh=rb.cache.get("apt lists fresh", False),
     )
-    main = wanted_packages(os_, p.docker_source)[0]
-    result = apply(
-        rb.host,
-        "Docker packages",
+    names = wanted_packages(os_, p.docker_source)
+    main = names[0]
+
+    def installed(result: StepResult) -> None:
+        # The first run names the version it installed, as every later run does.
+        now = packages(rb).installed
+        result.reason = ", ".join(f"{n} {now.get(n, '?')}" for n in names) + " installed"
+
+    return Plan(
         plan,
+        changed=f"{' '.join(names)} installed",
         unchanged=f"{main} {f.installed.get(main, '')} installed",
-        changed=f"{' '.join(wanted_packages(os_, p.docker_source))} installed",
-        dry_run=rb.dry_run,
+        after=installed,
     )
-    return result
 
 
 @step("Docker service")
-def service(rb: Runbook) -> StepResult:
+def service(rb: Runbook) -> Plan:
     f = packages(rb)
-    plan = plan_service(f)
     how = "systemd" if f.systemd else "its init script" if f.sysv_script else "no init system"
-    result = apply(
-        rb.host,
-        "Docker service",
-        plan,
-        unchanged=f"running ({how}); {boot_note(f)}",
-        changed=f"started ({how}); {boot_note(f)}",
-        dry_run=rb.dry_run,
-    )
-    if plan and not rb.dry_run:
+    note, warning = boot_note(f, rb.facts().init)
+
+    def answers(result: StepResult) -> None:
         result.details["engine"] = wait_engine(rb)
-    return result
+
+    return Plan(
+        plan_service(f),
+        changed=f"started ({how}); {note}",
+        unchanged=f"running ({how}); {note}",
+        warnings=[warning] if warning else [],
+        after=answers,
+    )
 
 
 def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
@@ -452,17 +451,14 @@ def docker_run(host: Host, image: str) -> str:
 
 
 @step("Run a container", check_only=True)
-def runs_containers(rb: Runbook, image: str = "hello-world") -> StepResult:
+def runs_containers(rb: Runbook, image: str = "hello-world") -> Outcome:
     """The tutorial's ``docker run hello-world``, after this notebook changed the engine.
 
     An engine that was installed and running already, and that nothing here changed, is
     reported by the version it answers with: notebook 08 runs an image end to end on
     every fresh setup, and a second run of this notebook should cost nothing."""
-    name = "Run a container"
     if not any(r.changed for r in rb.results):
         server = packages(rb).server
         if server:
-            return StepResult(
-                name, "ok", f"Docker {server} answers; unchanged here, so {image} is not run"
-            )
-    return StepResult(name, "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}")
+            return Found(f"Docker {server} answers; unchanged here, so {image} is not run")
+    return Verified(f"docker run --rm {image}: {docker_run(rb.host, image)}")

@@ -26,10 +26,10 @@ from typing import Any
 import yaml
 
 from . import probe
-from .context import Runbook, step
+from .context import Runbook
 from .errors import ParameterError, RunbookError, WaitTimeout
 from .params import Params
-from .steps import Action, Call, Cmd, StepResult, apply, path_states, plan_file
+from .steps import Action, Call, Cmd, Outcome, Plan, Skip, Verified, path_states, plan_file, step
 
 STACK = "portainer"
 SERVER = f"{STACK}_portainer"
@@ -114,23 +114,18 @@ def admin_password(p: Params) -> str:
     return value
 
 
-def skipped(rb: Runbook, name: str) -> StepResult | None:
-    """The result of a step when Portainer is not wanted; None when it is."""
-    return None if rb.p.portainer_enabled else StepResult(name, "skipped", OFF)
+def disabled(rb: Runbook) -> str | None:
+    """Why the Portainer steps are skipped; None when Portainer is wanted."""
+    return None if rb.p.portainer_enabled else OFF
 
 
-@step("Portainer parameters")
-def check_parameters(rb: Runbook) -> StepResult:
+@step("Portainer parameters", skip=disabled)
+def check_parameters(rb: Runbook) -> Verified:
     """Check the password and the stack's parameters before anything changes."""
-    name = "Portainer parameters"
-    if off := skipped(rb, name):
-        return off
     admin_password(rb.p)
     wanted(rb)
-    return StepResult(
-        name,
-        "ok",
-        f"administrator {ADMIN_USER!r}, password from {rb.p.portainer_admin_password.ref}",
+    return Verified(
+        f"administrator {ADMIN_USER!r}, password from {rb.p.portainer_admin_password.ref}"
     )
 
 
@@ -145,20 +140,14 @@ def wanted(rb: Runbook) -> str:
     )
 
 
-@step("Portainer stack file")
-def stack_file(rb: Runbook) -> StepResult:
-    name = "Portainer stack file"
-    if off := skipped(rb, name):
-        return off
+@step("Portainer stack file", skip=disabled)
+def stack_file(rb: Runbook) -> Plan:
     path = stack_path(rb)
     (state,) = path_states(rb.host, path)
-    return apply(
-        rb.host,
-        name,
-        plan_file(state, path, wanted(rb), 0o644),
-        unchanged=f"{path} is up to date",
+    return Plan(
+        plan_file(state, path, wanted(rb), 0o644, host=rb.host),
         changed=f"{path} written",
-        dry_run=rb.dry_run,
+        unchanged=f"{path} is up to date",
     )
 
 
@@ -186,11 +175,8 @@ def plan_deploy(current: dict[str, Summary | None], want: dict[str, Summary], pa
     return [Cmd(["docker", "stack", "deploy", "--compose-file", path, STACK], timeout=900)]
 
 
-@step("Portainer services")
-def deploy(rb: Runbook) -> StepResult:
-    name = "Portainer services"
-    if off := skipped(rb, name):
-        return off
+@step("Portainer services", skip=disabled)
+def deploy(rb: Runbook) -> Plan:
     current: dict[str, Summary | None] = {}
     for service in (AGENT, SERVER):
         r = rb.host.run(
@@ -198,13 +184,10 @@ def deploy(rb: Runbook) -> StepResult:
         )
         current[service] = summarise(json.loads(r.stdout)) if r.ok else None
     want = wanted_services(rb.p)
-    return apply(
-        rb.host,
-        name,
+    return Plan(
         plan_deploy(current, want, stack_path(rb)),
-        unchanged=f"{AGENT} and {SERVER} run {want[AGENT][0]} and {want[SERVER][0]}",
         changed="deployed" if None in current.values() else "updated (new image or port)",
-        dry_run=rb.dry_run,
+        unchanged=f"{AGENT} and {SERVER} run {want[AGENT][0]} and {want[SERVER][0]}",
     )
 
 
@@ -244,19 +227,17 @@ def _wait(rb: Runbook, timeout: float, accept: tuple[int, ...] = (200, 303)) -> 
         time.sleep(0.5)
 
 
-@step("Portainer answers")
-def wait_ready(rb: Runbook, timeout: float = 300.0) -> StepResult:
+@step("Portainer answers", check_only=True, skip=disabled)
+def wait_ready(rb: Runbook, timeout: float = 300.0) -> Verified:
     """Poll ``https://127.0.0.1:PORT/api/system/status`` from the host until it answers."""
-    name = "Portainer answers"
-    if off := skipped(rb, name):
-        return off
-    if rb.dry_run:
-        return StepResult(name, "skipped", "dry run: not waiting")
     answer = _wait(rb, timeout)
     url = f"https://{rb.p.host}:{rb.p.portainer_port}/"
     if _timed_out(answer):
-        return StepResult(name, "ok", f"{url} answers, but has disabled itself (see next step)")
-    return StepResult(name, "ok", f"{url} answers")
+        return Verified(
+            f"{url} answers, but has disabled itself (see next step)",
+            warnings=["Portainer disabled itself: no administrator was set within 5 minutes"],
+        )
+    return Verified(f"{url} answers")
 
 
 def admin_state(answer: probe.Answer) -> str:
@@ -293,19 +274,16 @@ def _message(answer: probe.Answer) -> str:
         return answer.body[:200].decode(errors="replace")
 
 
-@step("Portainer administrator")
-def admin(rb: Runbook) -> StepResult:
+@step("Portainer administrator", skip=disabled)
+def admin(rb: Runbook) -> Outcome:
     """Set the administrator ``admin`` unless Portainer already has one."""
-    name = "Portainer administrator"
-    if off := skipped(rb, name):
-        return off
     password = admin_password(rb.p)
     try:
         state = admin_state(_get(rb, "/api/users/admin/check"))
     except OSError:
         if not rb.dry_run:
             raise
-        return StepResult(name, "skipped", "dry run: Portainer does not answer yet")
+        return Skip("check mode: Portainer does not answer yet")
 
     def init(_host) -> None:
         body = json.dumps({"Username": ADMIN_USER, "Password": password}).encode()
@@ -331,12 +309,9 @@ def admin(rb: Runbook) -> StepResult:
             f"restarting it: docker service update --force {SERVER}",
             flush=True,
         )
-    return apply(
-        rb.host,
-        name,
+    return Plan(
         plan_admin(state, init, lambda _host: _wait(rb, 300.0, accept=(200,))),
-        unchanged="Portainer already has an administrator",
         changed=f"administrator {ADMIN_USER!r} set"
         + (" after restarting the disabled service" if state == "timed out" else ""),
-        dry_run=rb.dry_run,
+        unchanged="Portainer already has an administrator",
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from .context import Runbook, step
+from .context import Runbook
 from .errors import UnsupportedHost
 from .facts import HostFacts
-from .steps import StepResult
+from .steps import Verified, step
 
 MIN_FREE_GIB = 2
 ARCHES = ("x86_64", "aarch64")
@@ -46,32 +46,35 @@ def check_os(f: HostFacts) -> str:
     return f"{os_.pretty}, {f.arch}, package family {os_.family}{note}"
 
 
-def check_init(f: HostFacts) -> str:
+def init_warning(f: HostFacts) -> str | None:
+    """What to know when systemd does not run the host; None when it does."""
     if f.init == "systemd":
-        return "systemd runs the host: services can be enabled at boot"
+        return None
     return (
-        f"PID 1 is {f.init!r}, not systemd: the Docker service can be started "
-        "but not enabled at boot by the runbook; arrange that yourself"
+        f"PID 1 is {f.init!r}, not systemd: the runbook can start the Docker service but "
+        "cannot make sure it starts at boot; arrange that yourself"
     )
 
 
 @step("Operating system")
-def os_release(rb: Runbook) -> StepResult:
+def os_release(rb: Runbook) -> Verified:
     f = rb.facts()
-    return StepResult("Operating system", "ok", check_os(f), details={"init": check_init(f)})
+    warning = init_warning(f)
+    init = "systemd: services are enabled at boot" if warning is None else f.init
+    return Verified(check_os(f), details={"init": init}, warnings=[warning] if warning else [])
 
 
 @step("Privileges")
-def privileges(rb: Runbook) -> StepResult:
+def privileges(rb: Runbook) -> Verified:
     uid = rb.host.run(["id", "-u"]).stdout.strip()
     if uid != "0":
         raise UnsupportedHost(f"commands do not run as root on {rb.host.name} (uid {uid})")
     how = "as root" if rb.host.is_root else f"as {rb.host.user} through sudo"
-    return StepResult("Privileges", "ok", f"commands run {how}")
+    return Verified(f"commands run {how}")
 
 
 @step("Disk space")
-def disk(rb: Runbook) -> StepResult:
+def disk(rb: Runbook) -> Verified:
     free = rb.facts().free_kib
     where = "/var" if "/var" in free else "/"
     gib = free.get(where, 0) / 1024 / 1024
@@ -80,14 +83,14 @@ def disk(rb: Runbook) -> StepResult:
             f"only {gib:.1f} GiB free on {where}; images and the registry's data need at "
             f"least {MIN_FREE_GIB} GiB"
         )
-    return StepResult("Disk space", "ok", f"{gib:.1f} GiB free on {where}")
+    return Verified(f"{gib:.1f} GiB free on {where}")
 
 
 @step("Registry port")
-def registry_port(rb: Runbook) -> StepResult:
+def registry_port(rb: Runbook) -> Verified:
     p, f = rb.p, rb.facts()
     if not f.port_in_use(p.registry_port):
-        return StepResult("Registry port", "ok", f"port {p.registry_port} is free")
+        return Verified(f"port {p.registry_port} is free")
     service = f"{p.stack_name}_registry"
     if f.docker_server:
         r = rb.host.run(
@@ -102,9 +105,7 @@ def registry_port(rb: Runbook) -> StepResult:
             check=False,
         )
         if r.ok and str(p.registry_port) in r.stdout.split():
-            return StepResult(
-                "Registry port", "ok", f"port {p.registry_port} is served by {service}"
-            )
+            return Verified(f"port {p.registry_port} is served by {service}")
     raise UnsupportedHost(
         f"port {p.registry_port} is already in use on the host by something other than "
         f"the registry service {service}; choose another 'registry_port' or free it"
@@ -112,7 +113,7 @@ def registry_port(rb: Runbook) -> StepResult:
 
 
 @step("Swarm address")
-def swarm_address(rb: Runbook) -> StepResult:
+def swarm_address(rb: Runbook) -> Verified:
     """Which address the swarm will advertise: refused now, not after Docker is installed,
     when the host has several and the parameter does not say."""
     from .swarm import advertise_address, kept_address_note
@@ -120,19 +121,19 @@ def swarm_address(rb: Runbook) -> StepResult:
     f = rb.facts()
     if f.swarm.state == "active":
         note = kept_address_note(f, rb.p.swarm_advertise_addr)
-        return StepResult(
-            "Swarm address", "ok", f"swarm already active on {f.swarm.node_addr}{note}"
+        return Verified(
+            f"swarm already active on {f.swarm.node_addr}", warnings=[note] if note else []
         )
     addr = advertise_address(f, rb.p.swarm_advertise_addr)
-    return StepResult("Swarm address", "ok", f"will advertise {addr or 'the address Docker picks'}")
+    return Verified(f"will advertise {addr or 'the address Docker picks'}")
 
 
 @step("Registry address")
-def registry_address(rb: Runbook) -> StepResult:
+def registry_address(rb: Runbook) -> Verified:
     name = rb.p.registry_host
     try:
         ipaddress.ip_address(name)
-        return StepResult("Registry address", "ok", f"{name} is an IP address")
+        return Verified(f"{name} is an IP address")
     except ValueError:
         pass
     r = rb.host.run(["getent", "hosts", name], privileged=False, check=False)
@@ -141,4 +142,4 @@ def registry_address(rb: Runbook) -> StepResult:
             f"the host cannot resolve 'registry_host' {name!r}: add a DNS record (or an "
             "/etc/hosts line) pointing at the host, or use its IP address"
         )
-    return StepResult("Registry address", "ok", f"{name} resolves to {r.stdout.split()[0]}")
+    return Verified(f"{name} resolves to {r.stdout.split()[0]}")

@@ -13,19 +13,19 @@ import time
 
 from . import probe, stackfile
 from .certs import ca_pem, layout
-from .context import Runbook, step
+from .context import Runbook
 from .errors import MissingInput, RunbookError, WaitTimeout
-from .steps import Call, Cmd, StepResult, apply, path_states, plan_file
+from .steps import Call, Cmd, Done, Found, Outcome, Plan, Verified, path_states, plan_file, step
 from .users import htpasswd_path
 
 SERVICE = "registry"
 
 
-def _not_yet(rb: Runbook, name: str, exc: MissingInput) -> StepResult:
+def _not_yet(rb: Runbook, what: str, exc: MissingInput) -> Plan:
     """In a dry run, a step whose inputs earlier notebooks would make is simply to do."""
     if not rb.dry_run:
         raise exc
-    return StepResult(name, "changed", f"to do once notebooks 05 and 06 ran ({exc})", dry_run=True)
+    return Plan([Call(what, lambda _host: None)], f"to do once notebooks 05 and 06 ran ({exc})")
 
 
 _OUR_SECRET = re.compile(r"^registry_(cert|key|htpasswd)_[0-9a-f]{12}$")
@@ -68,20 +68,17 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
 
 
 @step("Stack file")
-def stack_file(rb: Runbook) -> StepResult:
+def stack_file(rb: Runbook) -> Plan:
+    path = stack_path(rb)
     try:
         stack = wanted_stack(rb)
     except MissingInput as exc:
-        return _not_yet(rb, "Stack file", exc)
-    path = stack_path(rb)
+        return _not_yet(rb, f"write {path}", exc)
     (state,) = path_states(rb.host, path)
-    return apply(
-        rb.host,
-        "Stack file",
-        plan_file(state, path, stackfile.render(stack), 0o644),
-        unchanged=f"{path} is up to date",
+    return Plan(
+        plan_file(state, path, stackfile.render(stack), 0o644, host=rb.host),
         changed=f"{path} written",
-        dry_run=rb.dry_run,
+        unchanged=f"{path} is up to date",
     )
 
 
@@ -151,12 +148,11 @@ def _used_by_other_services(rb: Runbook) -> set[str]:
 
 
 @step("Registry service")
-def deploy(rb: Runbook) -> StepResult:
-    name = "Registry service"
+def deploy(rb: Runbook) -> Outcome:
     try:
         stack = wanted_stack(rb)
     except MissingInput as exc:
-        return _not_yet(rb, name, exc)
+        return _not_yet(rb, f"docker stack deploy {rb.p.stack_name}", exc)
     current, secrets = deployed(rb)
     plan = plan_deploy(current, stack, stack_path(rb))
     # Secrets of earlier versions go once the stack no longer names them: right after a
@@ -166,31 +162,24 @@ def deploy(rb: Runbook) -> StepResult:
     if old:
         old = old_secrets(secrets, stack, _used_by_other_services(rb))
     service = f"service {stack.stack}_{SERVICE}"
+    rm = ["docker", "secret", "rm", *old]
     if plan:
         if old:
             # Docker may refuse one a task of the rolling update still holds: a later run
             # removes it.
-            rm = ["docker", "secret", "rm", *old]
             plan.append(Call(shlex.join(rm), lambda h: h.run(rm, check=False)))
         why = "deployed" if current is None else "updated (the stack file changed)"
-        return apply(
-            rb.host, name, plan, unchanged="", changed=f"{service} {why}", dry_run=rb.dry_run
-        )
+        return Plan(plan, changed=f"{service} {why}")
     running = f"{service} runs from the current stack file ({stack.image})"
     if not old:
-        return StepResult(name, "ok", running)
-    rm = ["docker", "secret", "rm", *old]
+        return Found(running)
     if rb.dry_run:
-        return StepResult(
-            name, "changed", f"{running}; old secrets to remove", [shlex.join(rm)], dry_run=True
-        )
+        return Plan([Cmd(rm)], changed=f"{running}; old secrets to remove")
     # Reported as Docker answers: a secret still in use stays, and is not a change.
     removed = [n for n in rb.host.run(rm, check=False).stdout.split() if n in old]
     if not removed:
-        return StepResult(name, "ok", f"{running}; secrets of earlier versions still in use")
-    return StepResult(
-        name,
-        "changed",
+        return Found(f"{running}; secrets of earlier versions still in use")
+    return Done(
         f"{running}; secrets of earlier versions removed",
         [shlex.join(["docker", "secret", "rm", *removed])],
     )
@@ -250,12 +239,11 @@ def runs_current(tasks: str, stack: stackfile.RegistryStack) -> bool:
 
 
 @step("Registry answers", check_only=True)
-def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
+def wait_ready(rb: Runbook, timeout: float = 180.0) -> Verified:
     """Poll ``/v2/`` until it answers 401 without credentials and 200 with them, from the
     service's current task, showing progress every 5 s and giving up early when the task
     cannot start. The probe goes first (a few milliseconds); Docker is asked about the
     service when the probe succeeds, and once a second otherwise."""
-    name = "Registry answers"
     p, ca = rb.p, ca_pem(rb)
     start, last, shown, asked = time.monotonic(), "nothing yet", 0.0, 0.0
     checked = float("-inf")  # when the task that answered was last found not current
@@ -272,11 +260,9 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> StepResult:
                 if auth.status == 200 and time.monotonic() - checked >= 1:
                     if _settled(rb):
                         waited = time.monotonic() - start
-                        return StepResult(
-                            name,
-                            "ok",
+                        return Verified(
                             f"https://{p.registry}/v2/ answers 401 without and 200 with "
-                            "credentials" + (f" (after {waited:.0f} s)" if waited >= 1 else ""),
+                            "credentials" + (f" (after {waited:.0f} s)" if waited >= 1 else "")
                         )
                     checked = time.monotonic()
                 # Until an update starts, the old task still answers, with the old users.

@@ -1,25 +1,53 @@
 """Steps: look, decide, act; and the record of what each step did.
 
-A step reads facts from the host, plans the actions that would bring it to the wanted state
-(an empty plan when it is already there), and applies them unless the run is a dry run.
-"Changed" has a definition: at least one action ran and succeeded. A step returns a
-:class:`StepResult`, which a notebook shows as one readable line.
+A step is a function ``fn(rb, ...)`` under the :func:`step` decorator. Its body reads facts
+from the host and returns what it found: :class:`Found` (already as wanted), :class:`Plan`
+(the actions that would bring the host to the wanted state), :class:`Verified` (a check that
+passed), :class:`Skip` (not done, and why), or :class:`Done` (a verification that itself
+changed something, such as a push). The decorator alone owns the rest, as pyinfra's
+``@operation`` does (``pyinfra/api/operation.py``): the dry run, skipping, applying the
+plan, counting the change (so cached facts are read again), timing, naming the step in its
+errors, and recording the result. "Changed" has a definition: at least one action ran and
+succeeded.
+
+A step body is testable without a host behind it: call ``fn.body(rb)`` with canned facts
+and look at the outcome it returns.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import html
 import json
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from .errors import CommandFailed, RunbookError
 from .hosts import Host
 
-Status = Literal["ok", "changed", "failed", "skipped"]
+Status = Literal["ok", "changed", "verified", "skipped", "failed"]
 REPORT_MIME = "application/vnd.runbook.report+json"
+
+# What each status means, for the recap and the report.
+STATUSES: dict[str, str] = {
+    "ok": "already as wanted",
+    "changed": "something ran and succeeded",
+    "verified": "a check that passed",
+    "skipped": "not done, with why",
+    "failed": "stopped the notebook",
+}
+COLOURS = {
+    "ok": "#2e7d32",
+    "changed": "#e65100",
+    "verified": "#1565c0",
+    "skipped": "#616161",
+    "failed": "#c62828",
+    "warning": "#8e24aa",
+}
 
 
 @dataclass(frozen=True)
@@ -31,28 +59,56 @@ class Cmd:
     timeout: float | None = 600
 
     def describe(self) -> str:
-        import shlex
-
         return shlex.join(self.argv)
 
     def apply(self, host: Host) -> None:
         host.run(self.argv, stdin=self.stdin, timeout=self.timeout)
 
+    def diff(self) -> dict[str, str] | None:
+        return None
+
 
 @dataclass(frozen=True)
 class Put:
-    """A file to write atomically with a mode and owner. Its content is never shown."""
+    """A file to write atomically with a mode and owner.
+
+    Its content is shown only for a file that is not secret (``text=True``): whole when the
+    file is new, as a unified diff against ``before`` when it changes, as ``ansible --diff``
+    does. ``summary`` stands in for content a reader needs in short (a certificate's names
+    and expiry). Anything else is shown as secret."""
 
     path: str
     data: bytes | str
     mode: int = 0o644
     owner: str = "root:root"
+    text: bool = False
+    before: bytes | None = None
+    summary: str | None = None
 
     def describe(self) -> str:
         return f"write {self.path} (mode {self.mode:o})"
 
     def apply(self, host: Host) -> None:
         host.put(self.path, self.data, mode=self.mode, owner=self.owner)
+
+    def diff(self) -> dict[str, str]:
+        raw = self.data.encode() if isinstance(self.data, str) else self.data
+        if self.text:
+            new = raw.decode("utf-8", "replace").splitlines(keepends=True)
+            if self.before is None:
+                shown = "".join(new)
+            elif self.before == raw:
+                shown = "(content unchanged; mode or owner fixed)"
+            else:
+                old = self.before.decode("utf-8", "replace").splitlines(keepends=True)
+                shown = "".join(
+                    difflib.unified_diff(old, new, f"{self.path} (before)", f"{self.path}")
+                )
+        elif self.summary:
+            shown = self.summary
+        else:
+            shown = "(secret: content not shown)"
+        return {"path": self.path, "text": shown}
 
 
 @dataclass(frozen=True)
@@ -68,8 +124,72 @@ class Call:
     def apply(self, host: Host) -> None:
         self.fn(host)
 
+    def diff(self) -> dict[str, str] | None:
+        return None
+
 
 Action = Cmd | Put | Call
+
+
+# -- what a step body returns ----------------------------------------------------------
+
+
+@dataclass
+class Found:
+    """Already as wanted: ``ok``, with why."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verified:
+    """A check that passed: ``verified``."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Skip:
+    """Not done: ``skipped``, with why."""
+
+    reason: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Done:
+    """A verification that changed something itself (a push adds content to the
+    registry): ``changed``. Only steps that never run in a dry run return it."""
+
+    reason: str
+    actions: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The actions that bring the host to the wanted state; none means ``ok``.
+
+    ``changed`` and ``unchanged`` are the reasons for each case. ``after`` runs once the
+    plan was applied (never in a dry run) and may add to the result: the version that was
+    installed, the node a swarm made. ``on`` is the host the plan is for, when it is not
+    the notebook's (this machine, for the runner's own trust)."""
+
+    actions: Sequence[Action]
+    changed: str
+    unchanged: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    after: Callable[[StepResult], None] | None = None
+    on: Host | None = None
+
+
+Outcome = Found | Verified | Skip | Done | Plan
 
 
 @dataclass
@@ -83,16 +203,21 @@ class StepResult:
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+    diffs: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
         return self.status == "changed"
 
-    def _label(self) -> str:
+    @property
+    def label(self) -> str:
         return "would change" if self.dry_run and self.changed else self.status
 
     def __str__(self) -> str:
-        text = f"{self._label():>12}  {self.name}: {self.reason}"
+        text = f"{self.label:>12}  {self.name}: {self.reason}"
+        for w in self.warnings:
+            text += f"\n{'WARNING':>12}  {w}"
         for a in self.actions:
             text += f"\n{'':>14}- {a}"
         return text
@@ -101,21 +226,54 @@ class StepResult:
         return str(self)
 
     def _repr_html_(self) -> str:
-        colour = {"ok": "#2e7d32", "changed": "#e65100", "failed": "#c62828"}.get(
-            self.status, "#555"
+        return render_html(self)
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def render_html(r: StepResult) -> str:
+    """One step as a notebook shows it: label, name, reason, time; warnings in colour; the
+    actions; the details as a two-column table; what was written, as content or diff."""
+    colour = COLOURS.get(r.status, "#555")
+    took = f' <span style="color:#777">({r.seconds:.1f} s)</span>' if r.seconds >= 0.1 else ""
+    parts = [
+        f'<div class="runbook-step runbook-{r.status}" style="margin:0.2em 0">'
+        f'<b style="color:{colour}">{_esc(r.label)}</b> <b>{_esc(r.name)}</b>: '
+        f"{_esc(r.reason)}{took}"
+    ]
+    for w in r.warnings:
+        parts.append(
+            f'<div style="color:{COLOURS["warning"]};font-weight:bold">⚠ warning: {_esc(w)}</div>'
         )
-        rows = "".join(f"<li><code>{html.escape(a)}</code></li>" for a in self.actions)
-        details = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-            for k, v in self.details.items()
+    if r.actions:
+        parts.append("<ul>" + "".join(f"<li><code>{_esc(a)}</code></li>" for a in r.actions))
+        parts.append("</ul>")
+    if r.details:
+        rows = "".join(
+            f'<tr><th style="text-align:left;padding-right:1em">{_esc(k)}</th>'
+            f'<td style="text-align:left">{_esc(v)}</td></tr>'
+            for k, v in r.details.items()
         )
-        return (
-            f'<div><b style="color:{colour}">{html.escape(self._label())}</b> '
-            f"<b>{html.escape(self.name)}</b>: {html.escape(self.reason)}"
-            + (f"<ul>{rows}</ul>" if rows else "")
-            + (f"<table>{details}</table>" if details else "")
-            + "</div>"
+        parts.append(f'<table style="margin-left:0">{rows}</table>')
+    for d in r.diffs:
+        parts.append(
+            f"<details><summary><code>{_esc(d['path'])}</code></summary>"
+            f'<pre style="font-size:85%">{_esc(d["text"])}</pre></details>'
         )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class Note(str):
+    """A fact a notebook states between its steps (not a step: no status, not counted)."""
+
+    def __repr__(self) -> str:
+        return f"        note  {self}"
+
+    def _repr_html_(self) -> str:
+        return f'<div style="color:#555"><b>note</b> {_esc(self)}</div>'
 
 
 class StepFailed(RunbookError):
@@ -127,55 +285,150 @@ class StepFailed(RunbookError):
         super().__init__(f"step {step!r} failed: {cause}")
 
 
-def apply(
-    host: Host,
+class _Runbook(Protocol):
+    """What the decorator needs of a notebook's :class:`runbook_lib.context.Runbook`."""
+
+    host: Host
+    results: list[StepResult]
+
+    @property
+    def dry_run(self) -> bool: ...
+
+    def recap(self) -> Any: ...
+
+
+F = TypeVar("F", bound=Callable[..., StepResult])
+
+
+def step(
     name: str,
-    plan: Sequence[Action],
     *,
-    unchanged: str,
-    changed: str | None = None,
-    dry_run: bool = False,
-    details: dict[str, Any] | None = None,
-) -> StepResult:
-    """Apply a plan and say what happened: ``ok`` when the plan is empty, else ``changed``."""
-    start = time.monotonic()
-    described = [a.describe() for a in plan]
-    if not plan:
-        return StepResult(
-            name, "ok", unchanged, [], details or {}, time.monotonic() - start, dry_run
-        )
-    if not dry_run:
-        # Facts read before or during this are out of date (see runbook_lib.facts).
-        host.changes += 1
-        try:
-            for action in plan:
-                try:
-                    action.apply(host)
-                except CommandFailed as exc:
-                    raise CommandFailed(exc.result, step=name) from None
-                except RunbookError as exc:
+    check_only: bool = False,
+    skip: Callable[[Any], str | None] | None = None,
+) -> Callable[[Callable[..., Outcome]], Callable[..., StepResult]]:
+    """Make ``fn(rb, ...) -> Outcome`` a step named ``name``.
+
+    ``skip(rb)`` returns why the step is not wanted this time (None when it is), before the
+    body looks at anything. A ``check_only`` step verifies something real (a push, the
+    registry answering) and is skipped in a dry run. On failure the step's line is
+    recorded, the notebook's recap is shown (a failed notebook ends with it too), and the
+    error names the step."""
+
+    def decorate(fn: Callable[..., Outcome]) -> Callable[..., StepResult]:
+        @functools.wraps(fn)
+        def wrapper(rb: _Runbook, *args: Any, **kwargs: Any) -> StepResult:
+            began = time.monotonic()
+            try:
+                why = skip(rb) if skip else None
+                if why is None and check_only and rb.dry_run:
+                    why = "check mode: not checked"
+                if why is not None:
+                    result = StepResult(name, "skipped", why, dry_run=rb.dry_run)
+                else:
+                    result = settle(rb, name, fn(rb, *args, **kwargs))
+            except Exception as exc:
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                rb.results.append(
+                    StepResult(name, "failed", first, seconds=time.monotonic() - began)
+                )
+                rb.recap()
+                if isinstance(exc, CommandFailed):
+                    raise (exc if exc.step else CommandFailed(exc.result, step=name)) from None
+                if isinstance(exc, StepFailed):
+                    raise
+                if isinstance(exc, RunbookError | OSError):
+                    # Its message says what to do; this says where.
                     raise StepFailed(name, exc) from None
-        finally:
-            host.changes += 1
-    return StepResult(
+                raise  # a defect: its whole traceback helps
+            result.seconds = time.monotonic() - began
+            rb.results.append(result)
+            return result
+
+        wrapper.body = fn  # type: ignore[attr-defined]
+        wrapper.step_name = name  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def settle(rb: _Runbook, name: str, outcome: Outcome) -> StepResult:
+    """Turn what a body returned into its result; apply a plan unless this is a dry run."""
+    dry = rb.dry_run
+    if isinstance(outcome, Found):
+        return StepResult(name, "ok", outcome.reason, [], outcome.details, 0, dry, outcome.warnings)
+    if isinstance(outcome, Verified):
+        return StepResult(
+            name, "verified", outcome.reason, [], outcome.details, 0, dry, outcome.warnings
+        )
+    if isinstance(outcome, Skip):
+        return StepResult(name, "skipped", outcome.reason, dry_run=dry, warnings=outcome.warnings)
+    if isinstance(outcome, Done):
+        rb.host.changes += 1  # what the body did may make cached facts stale
+        return StepResult(
+            name,
+            "changed",
+            outcome.reason,
+            outcome.actions,
+            outcome.details,
+            0,
+            dry,
+            outcome.warnings,
+        )
+    if not isinstance(outcome, Plan):
+        raise TypeError(f"step {name!r} returned {type(outcome).__name__}, not an outcome")
+    if not outcome.actions:
+        return StepResult(
+            name, "ok", outcome.unchanged, [], outcome.details, 0, dry, outcome.warnings
+        )
+    result = StepResult(
         name,
         "changed",
-        changed or f"{len(plan)} action(s)",
-        described,
-        details or {},
-        time.monotonic() - start,
-        dry_run,
+        outcome.changed,
+        [a.describe() for a in outcome.actions],
+        dict(outcome.details),
+        0,
+        dry,
+        list(outcome.warnings),
+        [d for a in outcome.actions if (d := a.diff())],
     )
+    if not dry:
+        apply(outcome.on or rb.host, outcome.actions)
+        if outcome.after:
+            outcome.after(result)
+    return result
+
+
+def apply(host: Host, plan: Sequence[Action]) -> None:
+    """Run a plan's actions in order. Facts read before or during this are out of date
+    (see :mod:`runbook_lib.facts`): the host's change counter moves on both sides."""
+    host.changes += 1
+    try:
+        for action in plan:
+            action.apply(host)
+    finally:
+        host.changes += 1
 
 
 def report(notebook: str, results: Sequence[StepResult]) -> dict[str, Any]:
-    """The outcome of a notebook, as the runner reads it back from the last cell."""
+    """The outcome of a notebook, as the runner reads it back from its last report.
+
+    A notebook is ``failed`` when a step failed, ``changed`` when one changed something,
+    ``skipped`` when every step was skipped, else ``ok``."""
     statuses = [r.status for r in results]
-    status = "failed" if "failed" in statuses else "changed" if "changed" in statuses else "ok"
+    if "failed" in statuses:
+        status = "failed"
+    elif "changed" in statuses:
+        status = "changed"
+    elif statuses and all(s == "skipped" for s in statuses):
+        status = "skipped"
+    else:
+        status = "ok"
     return {
         "notebook": notebook,
         "status": status,
         "changed": statuses.count("changed"),
+        "counts": {s: statuses.count(s) for s in STATUSES},
+        "warnings": [f"{r.name}: {w}" for r in results for w in r.warnings],
         "steps": [asdict(r) for r in results],
     }
 
@@ -251,17 +504,25 @@ def plan_dir(state: PathState, path: str, mode: int, owner: str = "root:root") -
 
 
 def plan_file(
-    state: PathState, path: str, data: bytes | str, mode: int = 0o644, owner: str = "root:root"
+    state: PathState,
+    path: str,
+    data: bytes | str,
+    mode: int = 0o644,
+    owner: str = "root:root",
+    *,
+    host: Host | None = None,
 ) -> list[Action]:
-    """Write a file whose content, mode or owner differs from what is wanted."""
+    """Write a file whose content, mode or owner differs from what is wanted.
+
+    Given the ``host``, the file is one a reader may see (not secret): the plan shows its
+    content, or a diff against what the host holds now. Without it nothing is shown."""
     import hashlib
 
     raw = data.encode() if isinstance(data, str) else data
-    if (
-        state.exists
-        and state.sha256 == hashlib.sha256(raw).hexdigest()
-        and state.mode == mode
-        and state.owner == owner
-    ):
+    same = state.exists and state.sha256 == hashlib.sha256(raw).hexdigest()
+    if same and state.mode == mode and state.owner == owner:
         return []
-    return [Put(path, raw, mode, owner)]
+    if host is None:
+        return [Put(path, raw, mode, owner)]
+    before = (raw if same else host.get(path)) if state.exists else None
+    return [Put(path, raw, mode, owner, text=True, before=before)]

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from .context import Runbook, step
+from .context import Runbook
 from .errors import ParameterError, RunbookError
 from .facts import HostFacts, read_swarm
-from .steps import Cmd, StepResult, apply
+from .steps import Call, Cmd, Outcome, Plan, StepResult, step
 
 # Interfaces Docker and container runtimes create; never the address other nodes use.
 _VIRTUAL = ("docker", "br-", "veth", "virbr", "cni", "flannel", "cali", "vxlan", "lo")
@@ -57,7 +57,7 @@ def kept_address_note(f: HostFacts, wanted: str | None) -> str:
     if _normal(f.swarm.node_addr) in {_normal(a) for a in meant}:
         return ""
     return (
-        f"; note: it advertises {f.swarm.node_addr}, not swarm_advertise_addr {wanted}: an "
+        f"the swarm advertises {f.swarm.node_addr}, not swarm_advertise_addr {wanted}: an "
         "active swarm keeps its address (to change it, `docker swarm leave --force` and run "
         "again, which deletes the swarm's services and secrets)"
     )
@@ -85,27 +85,33 @@ def plan_init(f: HostFacts, wanted: str | None) -> list[Cmd]:
 
 
 @step("Swarm")
-def init(rb: Runbook) -> StepResult:
+def init(rb: Runbook) -> Outcome:
     f = rb.facts()
     if not f.docker_server:
         if rb.dry_run:
-            return StepResult(
-                "Swarm", "changed", "to do once Docker runs (notebook 02)", dry_run=True
+            return Plan(
+                [Call("docker swarm init", _nothing)], "to do once Docker runs (notebook 02)"
             )
         raise RunbookError("the Docker engine does not answer: run notebook 02 first")
-    plan = plan_init(f, rb.p.swarm_advertise_addr)
-    s = f.swarm
-    result = apply(
-        rb.host,
-        "Swarm",
-        plan,
-        unchanged=f"swarm already active; this node ({s.node_addr}) is a manager of {s.nodes}"
-        + kept_address_note(f, rb.p.swarm_advertise_addr),
+    s, note = f.swarm, kept_address_note(f, rb.p.swarm_advertise_addr)
+
+    def describe(result: StepResult) -> None:
+        now = read_swarm(rb.host)
+        result.details.update(node=now.node_id, address=now.node_addr, **_ports())
+
+    return Plan(
+        plan_init(f, rb.p.swarm_advertise_addr),
         changed="swarm initialised; this node is its manager",
-        dry_run=rb.dry_run,
+        unchanged=f"swarm already active; this node ({s.node_addr}) is a manager of {s.nodes}",
+        details={"node": s.node_id, "address": s.node_addr, **_ports()} if s.node_id else {},
+        warnings=[note] if note else [],
+        after=describe,
     )
-    if result.changed and not rb.dry_run:
-        s = read_swarm(rb.host)
-        result.details = {"node": s.node_id, "address": s.node_addr}
-    result.details["ports for more nodes"] = PORTS
-    return result
+
+
+def _ports() -> dict[str, str]:
+    return {"ports for more nodes": PORTS}
+
+
+def _nothing(_host: object) -> None:
+    return None

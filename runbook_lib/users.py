@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from . import htpasswd
 from .certs import layout
-from .context import Runbook, step
+from .context import Runbook
 from .errors import ParameterError
-from .steps import StepResult, apply, path_states, plan_file
+from .steps import Plan, path_states, plan_file, step
 
 
 def htpasswd_path(rb: Runbook) -> str:
@@ -20,7 +20,7 @@ def htpasswd_path(rb: Runbook) -> str:
 
 
 @step("Registry users")
-def users(rb: Runbook) -> StepResult:
+def users(rb: Runbook) -> Plan:
     """Add, re-password and remove the users the parameters name; keep all others."""
     p, path = rb.p, htpasswd_path(rb)
     raw = rb.host.get(path)
@@ -38,14 +38,10 @@ def users(rb: Runbook) -> StepResult:
         )
     data = htpasswd.render(entries) if changes or raw is None else raw
     (state,) = path_states(rb.host, path)
-    plan = plan_file(state, path, data, 0o600)
     names = ", ".join(entries)
-    return apply(
-        rb.host,
-        "Registry users",
-        plan,
-        unchanged=f"{len(entries)} user(s): {names}",
+    return Plan(
+        plan_file(state, path, data, 0o600),
         changed=("; ".join(changes) or "file mode fixed")
         + f" ({len(entries)} user(s); notebook 07 restarts the registry with them)",
-        dry_run=rb.dry_run,
+        unchanged=f"{len(entries)} user(s): {names}",
     )

@@ -1,7 +1,9 @@
 """Verification (tutorial: 验证): run, tag, log in, push, remove, pull, as the tutorial did.
 
-These steps check; they leave the host as they found it, so they report ``ok`` when the
-check passes. The push and pull round trip proves the registry's storage; once the image is
+A check that passes is ``verified``; the steps of the round trip that change something
+(a tag, the push that adds the image to the registry, the removal and the pull on the host)
+are ``changed``, although the host ends as it began. The push and pull round trip proves the
+registry's storage; once the image is
 in the registry, later runs (``verify_push: auto``) check the login and the registry's
 content over TLS and skip the round trip, which the certificate and users, the parts that
 change, do not need: notebook 07 has already checked them with every change. Logging in uses a throw-away Docker client configuration that is removed in
@@ -11,13 +13,15 @@ would otherwise keep it, base64-encoded, in ``~/.docker/config.json``).
 
 from __future__ import annotations
 
+import shlex
+
 from . import probe
 from .certs import ca_pem
-from .context import Runbook, step
+from .context import Runbook
 from .engine import docker_run
 from .errors import RunbookError
 from .registry import first_user
-from .steps import StepResult
+from .steps import Done, Note, Outcome, Verified, step
 
 # Runs "$4..." with a fresh DOCKER_CONFIG after logging in to "$3" as "$2"; the password
 # comes on standard input. The configuration (and the stored login) is gone on exit.
@@ -55,87 +59,84 @@ def _with_login(rb: Runbook, *argv: str) -> str:
     ).stdout
 
 
-def _skipped(rb: Runbook, name: str) -> StepResult | None:
-    """The round trip is skipped when the registry already holds the image (see above)."""
-    if rb.p.verify_push == "auto" and rb.cache.get("in registry"):
-        return StepResult(name, "skipped", "already verified: the image is in the registry")
+def held(rb: Runbook) -> bool:
+    """Whether the registry holds the image's tag already (read once per notebook, over
+    TLS, with the registry's credentials)."""
+    if "in registry" not in rb.cache:
+        p, (repo, tag) = rb.p, repo_and_tag(rb)
+        answer = probe.https_get(
+            rb.host,
+            p.registry_port,
+            p.registry_host,
+            ca_pem(rb),
+            f"/v2/{repo}/tags/list",
+            auth=first_user(rb),
+        )
+        tags = (answer.json() or {}).get("tags") or [] if answer.status == 200 else []
+        rb.cache["in registry"] = tag in tags
+    return rb.cache["in registry"]
+
+
+def round_trip_done(rb: Runbook) -> str | None:
+    """Why the round trip is skipped: the registry already holds the image (see above)."""
+    if rb.p.verify_push == "auto" and not rb.dry_run and held(rb):
+        return "already verified: the registry holds the image (the catalog below logs in)"
     return None
 
 
-@step("Already in the registry", check_only=True)
-def in_registry(rb: Runbook) -> StepResult:
-    """Does the registry hold the image already (it was pushed and pulled before)?"""
-    p, (repo, tag) = rb.p, repo_and_tag(rb)
-    answer = probe.https_get(
-        rb.host,
-        p.registry_port,
-        p.registry_host,
-        ca_pem(rb),
-        f"/v2/{repo}/tags/list",
-        auth=first_user(rb),
-    )
-    tags = (answer.json() or {}).get("tags") or [] if answer.status == 200 else []
-    rb.cache["in registry"] = tag in tags
-    if not rb.cache["in registry"]:
-        return StepResult(
-            "Already in the registry",
-            "ok",
-            f"{repo}:{tag} is not in the registry yet: push and pull it",
-        )
+def in_registry(rb: Runbook) -> Note:
+    """Does the registry hold the image already (it was pushed and pulled before)? A fact,
+    not a step: it decides whether the round trip below runs."""
+    repo, tag = repo_and_tag(rb)
+    if rb.dry_run:
+        return Note("check mode: the registry is not asked; the round trip is not run")
+    if not held(rb):
+        return Note(f"{repo}:{tag} is not in the registry yet: it is pushed and pulled below")
     how = (
-        "skip the round trip"
-        if p.verify_push == "auto"
-        else "verify_push: always, so push and pull it again"
+        "the round trip is skipped"
+        if rb.p.verify_push == "auto"
+        else "verify_push: always, so it is pushed and pulled again"
     )
-    return StepResult(
-        "Already in the registry",
-        "ok",
-        f"{repo}:{tag} is in the registry, pushed and pulled before: {how}",
-    )
+    return Note(f"{repo}:{tag} is in the registry, pushed and pulled before: {how}")
 
 
-@step("Run the image", check_only=True)
-def run_image(rb: Runbook) -> StepResult:
+@step("Run the image", check_only=True, skip=round_trip_done)
+def run_image(rb: Runbook) -> Verified:
     """``docker run --rm`` of ``verify_image``; pulls it when missing."""
-    if skip := _skipped(rb, "Run the image"):
-        return skip
     image = rb.p.verify_image
-    return StepResult(
-        "Run the image", "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}"
-    )
+    return Verified(f"docker run --rm {image}: {docker_run(rb.host, image)}")
 
 
-@step("Tag", check_only=True)
-def tag(rb: Runbook) -> StepResult:
-    if skip := _skipped(rb, "Tag"):
-        return skip
-    rb.host.run(["docker", "tag", rb.p.verify_image, pushed_name(rb)])
-    return StepResult("Tag", "ok", f"{rb.p.verify_image} tagged as {pushed_name(rb)}")
+@step("Tag", check_only=True, skip=round_trip_done)
+def tag(rb: Runbook) -> Done:
+    argv = ["docker", "tag", rb.p.verify_image, pushed_name(rb)]
+    rb.host.run(argv)
+    return Done(f"{rb.p.verify_image} tagged as {pushed_name(rb)}", [shlex.join(argv)])
 
 
-@step("Log in", check_only=True)
-def login(rb: Runbook) -> StepResult:
-    if skip := _skipped(rb, "Log in"):
-        return skip
+@step("Log in", check_only=True, skip=round_trip_done)
+def login(rb: Runbook) -> Verified:
     _with_login(rb, "true")
     user = first_user(rb)[0]
-    return StepResult("Log in", "ok", f"docker login {rb.p.registry} as {user}: Login Succeeded")
+    return Verified(f"docker login {rb.p.registry} as {user}: Login Succeeded")
 
 
-@step("Push", check_only=True)
-def push(rb: Runbook) -> StepResult:
-    if skip := _skipped(rb, "Push"):
-        return skip
+@step("Push", check_only=True, skip=round_trip_done)
+def push(rb: Runbook) -> Outcome:
+    before = held(rb)
     out = _with_login(rb, "docker", "push", pushed_name(rb))
     digest = next((w for w in out.split() if w.startswith("sha256:")), "")
-    return StepResult("Push", "ok", f"pushed {pushed_name(rb)} {digest}".strip())
+    if before:
+        return Verified(f"pushed {pushed_name(rb)} {digest} again: the registry held it".strip())
+    return Done(
+        f"pushed {pushed_name(rb)} {digest}: new in the registry",
+        [f"docker push {pushed_name(rb)}"],
+    )
 
 
-@step("Remove the local images", check_only=True)
-def remove_local(rb: Runbook) -> StepResult:
+@step("Remove the local images", check_only=True, skip=round_trip_done)
+def remove_local(rb: Runbook) -> Done:
     """Remove both tags, after the containers that still use them (the tutorial's hint)."""
-    if skip := _skipped(rb, "Remove the local images"):
-        return skip
     names = [rb.p.verify_image, pushed_name(rb)]
     script = r"""
 for image in "$@"; do
@@ -145,38 +146,35 @@ for image in "$@"; do
 done
 docker image rm "$@" >/dev/null
 """
-    rb.host.sh(
-        script, *names, display=f"docker rm (containers of) and docker image rm {' '.join(names)}"
-    )
-    return StepResult("Remove the local images", "ok", f"removed {' and '.join(names)}")
+    shown = f"docker rm (stopped containers of) and docker image rm {' '.join(names)}"
+    rb.host.sh(script, *names, display=shown)
+    return Done(f"removed {' and '.join(names)}", [shown])
 
 
-@step("Pull", check_only=True)
-def pull(rb: Runbook) -> StepResult:
+@step("Pull", check_only=True, skip=round_trip_done)
+def pull(rb: Runbook) -> Done:
     """Pull from the registry, then tag back the original name, so the host ends as it began."""
-    if skip := _skipped(rb, "Pull"):
-        return skip
     out = _with_login(rb, "docker", "pull", pushed_name(rb))
     rb.host.run(["docker", "tag", pushed_name(rb), rb.p.verify_image])
     digest = next((w.removeprefix("Digest:") for w in out.split() if w.startswith("sha256:")), "")
-    return StepResult("Pull", "ok", f"pulled {pushed_name(rb)} {digest}".strip())
-
-
-@step("Run the pulled image", check_only=True)
-def run_pulled(rb: Runbook) -> StepResult:
-    if skip := _skipped(rb, "Run the pulled image"):
-        return skip
-    image = pushed_name(rb)
-    return StepResult(
-        "Run the pulled image", "ok", f"docker run --rm {image}: {docker_run(rb.host, image)}"
+    return Done(
+        f"pulled {pushed_name(rb)} {digest}".strip(),
+        [f"docker pull {pushed_name(rb)}", f"docker tag {pushed_name(rb)} {rb.p.verify_image}"],
     )
 
 
+@step("Run the pulled image", check_only=True, skip=round_trip_done)
+def run_pulled(rb: Runbook) -> Verified:
+    image = pushed_name(rb)
+    return Verified(f"docker run --rm {image}: {docker_run(rb.host, image)}")
+
+
 @step("Catalog", check_only=True)
-def catalog(rb: Runbook) -> StepResult:
+def catalog(rb: Runbook) -> Verified:
     p = rb.p
+    user = first_user(rb)
     answer = probe.https_get(
-        rb.host, p.registry_port, p.registry_host, ca_pem(rb), "/v2/_catalog", auth=first_user(rb)
+        rb.host, p.registry_port, p.registry_host, ca_pem(rb), "/v2/_catalog", auth=user
     )
     repos = (answer.json() or {}).get("repositories", []) if answer.status == 200 else []
     wanted = repo_and_tag(rb)[0]
@@ -184,4 +182,6 @@ def catalog(rb: Runbook) -> StepResult:
         raise RunbookError(
             f"/v2/_catalog answered {answer.status} and does not list {wanted}: {repos}"
         )
-    return StepResult("Catalog", "ok", f"the registry holds {', '.join(repos)}")
+    return Verified(
+        f"logged in as {user[0]} over TLS (ca.crt verified): the registry holds {', '.join(repos)}"
+    )

@@ -8,7 +8,7 @@ import pytest
 
 from runbook_lib import facts
 from runbook_lib.hosts import LocalHost
-from runbook_lib.steps import Cmd, apply
+from runbook_lib.steps import Cmd, Plan, step
 
 
 class Counter:
@@ -24,17 +24,37 @@ class Counter:
         return self.reads
 
 
+class Notebook:
+    """What a step needs of a notebook: a host, the results, check mode, a recap."""
+
+    def __init__(self, host, dry_run=False):
+        self.host, self.dry_run, self.results = host, dry_run, []
+
+    def recap(self):
+        return None
+
+
+@step("Touch")
+def touch(rb, argv=("true",)):
+    return Plan([Cmd(list(argv))], changed="ran", unchanged="nothing to do")
+
+
+@step("Nothing")
+def nothing(rb):
+    return Plan([], changed="", unchanged="nothing to do")
+
+
 def test_a_fact_is_read_once_until_the_host_changes():
     host, read = LocalHost(), Counter()
     assert facts.shared(host, "n", read) == 1
     assert facts.shared(host, "n", read) == 1
     # A step that changes the host makes every fact read before it stale.
-    apply(host, "touch", [Cmd(["true"])], unchanged="")
+    touch(Notebook(host))
     assert facts.shared(host, "n", read) == 2
     assert facts.shared(host, "n", read, refresh=True) == 3
     # A dry run, or a plan with nothing to do, changes nothing.
-    apply(host, "nothing", [], unchanged="")
-    apply(host, "dry", [Cmd(["false"])], unchanged="", dry_run=True)
+    nothing(Notebook(host))
+    touch(Notebook(host, dry_run=True), argv=["false"])
     assert facts.shared(host, "n", read) == 3
 
 
@@ -55,7 +75,7 @@ def test_a_prefetched_fact_is_read_in_the_background_and_used_once_ready():
 def test_a_prefetch_from_before_a_change_is_not_used():
     host, read = LocalHost(), Counter()
     facts.prefetch(host, "n", read)
-    apply(host, "touch", [Cmd(["true"])], unchanged="")
+    touch(Notebook(host))
     assert facts.shared(host, "n", read) == 2
 
 
