@@ -226,9 +226,7 @@ def test_swarm_body_plans_init_from_canned_facts():
     rb = Notebook(host=NoHost(), facts=facts())
     rb.p = Params()
     plan = swarm.init.body(rb)
-    assert [a.describe() for a in plan.actions] == [
-        "docker swarm init --advertise-addr 192.0.2.10"
-    ]
+    assert [a.describe() for a in plan.actions] == ["docker swarm init --advertise-addr 192.0.2.10"]
     rb = Notebook(host=NoHost(), facts=facts(state="active"))
     rb.p = Params()
     assert swarm.init.body(rb).actions == []
