@@ -259,11 +259,25 @@ def render_html(r: StepResult) -> str:
         parts.append(f'<table style="margin-left:0">{rows}</table>')
     for d in r.diffs:
         parts.append(
-            f"<details><summary><code>{_esc(d['path'])}</code></summary>"
+            f"<details><summary>{_esc(_what_was_written(d['text']))} "
+            f"<code>{_esc(d['path'])}</code></summary>"
             f'<pre style="font-size:85%">{_esc(d["text"])}</pre></details>'
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+def _what_was_written(text: str) -> str:
+    if text.startswith("--- "):
+        lines = text.splitlines()
+        added = sum(1 for x in lines if x.startswith("+") and not x.startswith("+++"))
+        removed = sum(1 for x in lines if x.startswith("-") and not x.startswith("---"))
+        return f"diff (+{added} -{removed}):"
+    if text.startswith("("):
+        return "written, not shown:"
+    if text.startswith(("certificate:", "the registry's CA:")):
+        return "certificate written:"
+    return f"content written ({len(text.splitlines())} lines):"
 
 
 class Note(str):
