@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import tls
+from . import safepath, tls
 from .context import Runbook
 from .errors import MissingInput
 from .hosts import LocalHost
@@ -32,6 +32,8 @@ class Layout:
     cert: str
     ca_key: str
     ca_cert: str
+    stack: str
+    portainer_stack: str
 
     @classmethod
     def of(cls, work_dir: str, registry_host: str) -> Layout:
@@ -44,11 +46,32 @@ class Layout:
             cert=f"{certs}/{registry_host}.crt",
             ca_key=f"{certs}/ca.key",
             ca_cert=f"{certs}/ca.crt",
+            stack=f"{work_dir}/docker-compose.yml",
+            portainer_stack=f"{work_dir}/portainer-agent-stack.yml",
+        )
+
+    @property
+    def trusted(self) -> tuple[str, ...]:
+        """The files root trusts (the folders above them are checked with them)."""
+        return (
+            self.key,
+            self.cert,
+            self.ca_key,
+            self.ca_cert,
+            f"{self.auth}/htpasswd",
+            self.stack,
+            self.portainer_stack,
         )
 
 
 def layout(rb: Runbook) -> Layout:
-    return Layout.of(rb.p.work_dir, rb.p.registry_host)
+    """Where the registry's files are; checked once per notebook before anything there is
+    read or written: only root may be able to change them (see :mod:`runbook_lib.safepath`)."""
+    lay = Layout.of(rb.p.work_dir, rb.p.registry_host)
+    if "work_dir checked" not in rb.cache:
+        safepath.check(rb.host, "work_dir", *lay.trusted)
+        rb.cache["work_dir checked"] = True
+    return lay
 
 
 def trust_dirs(names: list[str], port: int) -> list[str]:
@@ -61,7 +84,7 @@ def work_dir(rb: Runbook) -> Plan:
     lay = layout(rb)
     wanted = [(lay.work_dir, 0o755), (lay.certs, 0o700), (lay.auth, 0o700)]
     states = path_states(rb.host, *(p for p, _ in wanted))
-    # An existing work directory keeps its owner and mode (it may be a user's home);
+    # An existing work directory keeps its mode (root owns it, or layout() refused it);
     # the folders that hold secrets are made root-only whatever they were.
     plan = [] if states[0].exists else plan_dir(states[0], lay.work_dir, 0o755)
     for (path, mode), st in zip(wanted[1:], states[1:], strict=True):

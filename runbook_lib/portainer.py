@@ -130,7 +130,9 @@ def check_parameters(rb: Runbook) -> Verified:
 
 
 def stack_path(rb: Runbook) -> str:
-    return f"{rb.p.work_dir}/portainer-agent-stack.yml"
+    from .certs import layout  # checks that only root can change the work directory
+
+    return layout(rb).portainer_stack
 
 
 def wanted(rb: Runbook) -> str:
@@ -168,11 +170,13 @@ def wanted_services(p: Params) -> dict[str, Summary]:
     }
 
 
-def plan_deploy(current: dict[str, Summary | None], want: dict[str, Summary], path: str) -> list:
+def plan_deploy(current: dict[str, Summary | None], want: dict[str, Summary], stack: str) -> list:
     """Deploy when a service is missing or runs another image or other ports."""
     if current == want:
         return []
-    return [Cmd(["docker", "stack", "deploy", "--compose-file", path, STACK], timeout=900)]
+    # On standard input: the file in WORK_DIR is a record, not what root deploys.
+    argv = ["docker", "stack", "deploy", "--compose-file", "-", STACK]
+    return [Cmd(argv, stdin=stack, timeout=900)]
 
 
 @step("Portainer services", skip=disabled)
@@ -185,7 +189,7 @@ def deploy(rb: Runbook) -> Plan:
         current[service] = summarise(json.loads(r.stdout)) if r.ok else None
     want = wanted_services(rb.p)
     return Plan(
-        plan_deploy(current, want, stack_path(rb)),
+        plan_deploy(current, want, wanted(rb)),
         changed="deployed" if None in current.values() else "updated (new image or port)",
         unchanged=f"{AGENT} and {SERVER} run {want[AGENT][0]} and {want[SERVER][0]}",
     )

@@ -32,7 +32,7 @@ _OUR_SECRET = re.compile(r"^registry_(cert|key|htpasswd)_[0-9a-f]{12}$")
 
 
 def stack_path(rb: Runbook) -> str:
-    return f"{rb.p.work_dir}/docker-compose.yml"
+    return layout(rb).stack
 
 
 def wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
@@ -120,11 +120,16 @@ def deployed(rb: Runbook) -> tuple[str | None, list[str]]:
     return (None if digest == "<no service>" else digest), secrets.split()
 
 
-def plan_deploy(current: str | None, stack: stackfile.RegistryStack, path: str) -> list:
-    """Deploy when the service is missing or was deployed from another stack file."""
+def plan_deploy(current: str | None, stack: stackfile.RegistryStack) -> list:
+    """Deploy when the service is missing or was deployed from another stack file.
+
+    The stack reaches Docker on standard input (``--compose-file -``), as rendered here: the
+    copy in WORK_DIR is the operator's record, never what root deploys, so nobody can swap
+    it between its check and the deploy."""
     if current == stack.stack_digest:
         return []
-    return [Cmd(["docker", "stack", "deploy", "--compose-file", path, stack.stack], timeout=900)]
+    argv = ["docker", "stack", "deploy", "--compose-file", "-", stack.stack]
+    return [Cmd(argv, stdin=stackfile.render(stack), timeout=900)]
 
 
 def old_secrets(
@@ -154,7 +159,7 @@ def deploy(rb: Runbook) -> Outcome:
     except MissingInput as exc:
         return _not_yet(rb, f"docker stack deploy {rb.p.stack_name}", exc)
     current, secrets = deployed(rb)
-    plan = plan_deploy(current, stack, stack_path(rb))
+    plan = plan_deploy(current, stack)
     # Secrets of earlier versions go once the stack no longer names them: right after a
     # deploy, or on a later run. Which services name which secrets is asked only when
     # there are candidates: most runs have none.

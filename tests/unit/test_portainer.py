@@ -123,14 +123,15 @@ def test_plan_deploy():
         "portainer_agent": ("portainer/agent:lts", ()),
         "portainer_portainer": ("portainer/portainer-ce:lts", (8000, 9443)),
     }
-    assert portainer.plan_deploy(dict(want), want, "/w/s.yml") == []
+    assert portainer.plan_deploy(dict(want), want, "services: {}") == []
     for current in (
         {**want, "portainer_agent": None},
         {**want, "portainer_portainer": ("portainer/portainer-ce:2.19.4", (8000, 9443))},
         {**want, "portainer_portainer": ("portainer/portainer-ce:lts", (8000, 9444))},
     ):
-        (cmd,) = portainer.plan_deploy(current, want, "/w/s.yml")
-        assert cmd.describe() == "docker stack deploy --compose-file /w/s.yml portainer"
+        (cmd,) = portainer.plan_deploy(current, want, "services: {}")
+        assert cmd.describe() == "docker stack deploy --compose-file - portainer"
+        assert cmd.stdin == "services: {}"
 
 
 def test_summarise_service_spec():

@@ -201,11 +201,13 @@ def test_the_digest_label_sees_every_change_of_the_file():
     assert stackfile.with_digest(base) == one  # deterministic
     moved = stackfile.with_digest(dataclasses.replace(base, port=5001))
     assert moved.stack_digest != one.stack_digest
-    path = "/home/docker/docker-compose.yml"
-    assert registry.plan_deploy(one.stack_digest, one, path) == []
-    assert registry.plan_deploy(one.stack_digest, moved, path)  # a new port is deployed
-    assert registry.plan_deploy(None, one, path)  # no service yet
-    assert registry.plan_deploy("", one, path)  # a service deployed by hand
+    assert registry.plan_deploy(one.stack_digest, one) == []
+    # The stack reaches Docker on standard input, never through a file someone could swap.
+    (deploy,) = registry.plan_deploy(None, one)
+    assert deploy.argv[-2:] == ["-", "manager"] and deploy.stdin == stackfile.render(one)
+    assert registry.plan_deploy(one.stack_digest, moved)  # a new port is deployed
+    assert registry.plan_deploy(None, one)  # no service yet
+    assert registry.plan_deploy("", one)  # a service deployed by hand
 
 
 def test_old_secrets_are_ours_unused_and_not_another_stacks():
