@@ -1,4 +1,4 @@
-"""The ``runbook`` command."""
+"""Run the swarm registry runbook's notebooks against a host, headless."""
 
 from __future__ import annotations
 
