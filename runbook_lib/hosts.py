@@ -263,6 +263,22 @@ class LocalHost(Host):
         return proc.returncode, proc.stdout, proc.stderr
 
 
+# Never offered: CBC and 3DES ciphers, SHA-1 and MD5 MACs, SHA-1 key exchanges, SHA-1 RSA
+# and DSA signatures (paramiko's `disabled_algorithms`; the names a given version no longer
+# knows are simply absent from its lists). Every OpenSSH since 7.4 (2016) offers better.
+LEGACY_ALGORITHMS = {
+    "ciphers": ["aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc", "blowfish-cbc"],
+    "macs": ["hmac-sha1", "hmac-md5", "hmac-sha1-96", "hmac-md5-96"],
+    "kex": [
+        "diffie-hellman-group1-sha1",
+        "diffie-hellman-group14-sha1",
+        "diffie-hellman-group-exchange-sha1",
+    ],
+    "keys": ["ssh-rsa", "ssh-dss"],
+    "pubkeys": ["ssh-rsa", "ssh-dss"],
+}
+
+
 class SSHHost(Host):
     """A host reached over SSH with paramiko: connects on first use, one connection reused.
 
@@ -337,6 +353,7 @@ class SSHHost(Host):
                 auth_timeout=self.timeout,
                 allow_agent=self.key_file is None and self._password is None,
                 look_for_keys=self.key_file is None and self._password is None,
+                disabled_algorithms=LEGACY_ALGORITHMS,
             )
         except HostKeyError:
             client.close()

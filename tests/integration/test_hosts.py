@@ -171,3 +171,17 @@ def test_dropped_connection_is_reported_and_the_next_call_reconnects(root_host):
 def test_timeout_returns_exit_124(root_host):
     r = root_host.run(["sleep", "5"], timeout=0.5, check=False)
     assert r.exited == 124 and "timed out" in r.stderr
+
+
+def test_legacy_algorithms_are_never_offered(root_host):
+    """CBC ciphers, 3DES, SHA-1/MD5 MACs and SHA-1 key exchanges stay out of the offer."""
+    root_host.run(["true"])
+    transport = root_host.connect().get_transport()
+    offered = [
+        *transport.preferred_ciphers,
+        *transport.preferred_macs,
+        *transport.preferred_kex,
+        *transport.preferred_keys,
+    ]
+    assert offered and not [a for a in offered if "cbc" in a or "md5" in a or "sha1" in a]
+    assert "ssh-rsa" not in offered and transport.remote_cipher not in ("3des-cbc",)
