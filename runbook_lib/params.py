@@ -187,6 +187,14 @@ class Params(BaseModel):
     def _key_file(cls, v: str | None) -> str | None:
         if v is not None and not Path(v).expanduser().is_file():
             raise ValueError(f"no such file: {Path(v).expanduser()}")
+        if v is not None:
+            mode = Path(v).expanduser().stat().st_mode & 0o777
+            if mode & 0o077:
+                # As ssh itself refuses it ("UNPROTECTED PRIVATE KEY FILE").
+                raise ValueError(
+                    f"{Path(v).expanduser()} is readable or writable by group or others "
+                    f"(mode {mode:o}); make it yours alone: chmod 600 {Path(v).expanduser()}"
+                )
         return v
 
     @field_validator("stack_name")

@@ -22,6 +22,17 @@ _REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|prompt)$")
 EXAMPLE = "env:NAME or file:~/.config/NAME.secret"
 
 
+def exposed(path: Path, parameter: str) -> None:
+    """Refuse a secret file that others may read, as ssh refuses such a private key
+    ("UNPROTECTED PRIVATE KEY FILE"): whoever can read it has the secret already."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise SecretError(
+            f"parameter {parameter!r}: {path} is readable or writable by group or others "
+            f"(mode {mode:o}); make it yours alone: chmod 600 {path}"
+        )
+
+
 class Secret:
     """A reference to a secret. ``str()`` and ``repr()`` show the reference, not the value."""
 
@@ -58,6 +69,7 @@ class Secret:
         if kind == "file":
             path = Path(where).expanduser()
             try:
+                exposed(path, self.parameter)
                 text = path.read_text()
             except OSError as exc:
                 raise SecretError(

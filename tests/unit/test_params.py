@@ -121,10 +121,29 @@ def test_secret_references_resolve(tmp_path, monkeypatch):
     monkeypatch.setenv("RB_TEST_SECRET", "s3cret")
     f = tmp_path / "pw"
     f.write_text("from-file\nignored\n")
+    f.chmod(0o600)
     p = load(sudo_password="env:RB_TEST_SECRET", registry_users={"a": f"file:{f}"})
     assert p.sudo_password.reveal() == "s3cret"
     assert p.registry_users["a"].reveal() == "from-file"
     assert "s3cret" not in repr(p) and "from-file" not in repr(p)
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path):
+    f = tmp_path / "pw"
+    f.write_text("from-file\n")
+    f.chmod(0o640)
+    with pytest.raises(SecretError, match=r"sudo_password.*mode 640.*chmod 600"):
+        Secret(f"file:{f}", parameter="sudo_password").reveal()
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path):
+    key = tmp_path / "id"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    key.chmod(0o644)
+    with pytest.raises(ParameterError, match=r"ssh_key_file.*chmod 600"):
+        load(ssh_key_file=str(key))
+    key.chmod(0o600)
+    assert load(ssh_key_file=str(key)).ssh_key_file == str(key)
 
 
 def test_unresolvable_secrets_say_where_to_look(tmp_path, monkeypatch):
