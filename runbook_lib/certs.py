@@ -20,7 +20,7 @@ from . import safepath, tls
 from .context import Runbook
 from .errors import MissingInput
 from .hosts import LocalHost
-from .steps import Outcome, Plan, Put, Skip, path_states, plan_dir, plan_file, step
+from .steps import Outcome, Plan, Put, Skip, path_states, plan_dir, plan_file, plan_mode, step
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,14 @@ def certificate(rb: Runbook) -> Plan:
         info = tls.cert_info(tls.load_cert(cert_pem))
         # A kept self-signed certificate is its own ca.crt (the tutorial's layout has none).
         fix = info.is_self_signed and ca_now != cert_pem
+        # A kept key stays root's alone: its mode and owner are checked on every run.
+        (key_state,) = path_states(host, lay.key)
+        plan = plan_mode(key_state, lay.key, 0o600)
+        done = ["ca.crt set to it"] if fix else []
+        done += ["its key made root's alone (0600)"] if plan else []
         return Plan(
-            [_put_cert(lay.ca_cert, cert_pem, info)] if fix else [],
-            changed=f"kept: {_describe(info)}; ca.crt set to it",
+            ([_put_cert(lay.ca_cert, cert_pem, info)] if fix else []) + plan,
+            changed=f"kept: {_describe(info)}; {' and '.join(done)}",
             unchanged=f"kept: {_describe(info)}",
             details=_details(info),
         )

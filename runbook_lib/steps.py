@@ -494,26 +494,18 @@ def path_states(host: Host, *paths: str) -> list[PathState]:
 def plan_dir(state: PathState, path: str, mode: int, owner: str = "root:root") -> list[Action]:
     """Create a directory, or fix its mode and owner."""
     if not state.exists:
-        return [
-            Cmd(
-                [
-                    "install",
-                    "-d",
-                    "-m",
-                    f"{mode:o}",
-                    "-o",
-                    owner.split(":")[0],
-                    "-g",
-                    owner.split(":")[1],
-                    path,
-                ]
-            )
-        ]
+        user, group = owner.split(":")
+        return [Cmd(["install", "-d", "-m", f"{mode:o}", "-o", user, "-g", group, path])]
+    return plan_mode(state, path, mode, owner)
+
+
+def plan_mode(state: PathState, path: str, mode: int, owner: str = "root:root") -> list[Action]:
+    """Fix an existing path's mode and owner (nothing for a missing one)."""
     plan: list[Action] = []
-    if state.mode != mode:
-        plan.append(Cmd(["chmod", f"{mode:o}", path]))
-    if state.owner != owner:
+    if state.exists and state.owner != owner:
         plan.append(Cmd(["chown", owner, path]))
+    if state.exists and state.mode != mode:
+        plan.append(Cmd(["chmod", f"{mode:o}", path]))
     return plan
 
 

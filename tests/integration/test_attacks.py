@@ -134,3 +134,13 @@ def test_root_deploys_what_it_rendered_not_the_file(built, tmp_path):  # noqa: F
     # The running service never saw the edit: nothing to deploy.
     assert not any("stack deploy" in a for a in service["actions"]), service
     assert "evil" not in sh("docker service inspect manager_registry --format '{{json .Spec}}'")
+
+
+def test_a_kept_key_is_made_root_only_again(built, tmp_path):  # noqa: F811
+    key = f"{WORK}/certs/localhost.key"
+    sh(f"chmod 644 {key} && chown nobody {key}")
+    summary = run(tmp_path, only=["05"])
+    assert_clean(summary)
+    assert sh(f"stat -c '%a %U' {key}").split() == ["600", "root"]
+    again = run(tmp_path, only=["05"])
+    assert [n.changed for n in again.notebooks] == [0]
