@@ -138,9 +138,9 @@ def test_root_deploys_what_it_rendered_not_the_file(built, tmp_path):  # noqa: F
 
 def test_a_kept_key_is_made_root_only_again(built, tmp_path):  # noqa: F811
     key = f"{WORK}/certs/localhost.key"
-    sh(f"chmod 644 {key} && chown nobody {key}")
+    sh(f"chmod 644 {key} && chgrp nogroup {key}")  # readable by all, not root's group
     summary = run(tmp_path, only=["05"])
     assert_clean(summary)
-    assert sh(f"stat -c '%a %U' {key}").split() == ["600", "root"]
+    assert sh(f"stat -c '%a %U:%G' {key}").split() == ["600", "root:root"]
     again = run(tmp_path, only=["05"])
     assert [n.changed for n in again.notebooks] == [0]
