@@ -59,9 +59,47 @@ class KernelDied(RuntimeError):
         super().__init__(f"the run's kernel has stopped (exit code {code}); see the last notebook")
 
 
+_PREFIX = "runbook-kernel-"
+
+
+def sweep(tmp: str | None = None) -> list[str]:
+    """Remove the kernel folders of runs that ended without cleaning up (killed, or the
+    machine lost power): those whose run's process is gone. Returns what was removed."""
+    root = tmp or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(root):
+        folder = os.path.join(root, name)
+        if not name.startswith(_PREFIX) or os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        try:
+            if os.stat(folder).st_uid != os.getuid():
+                continue  # another user's run: not ours to judge
+            with open(os.path.join(folder, "owner")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue  # being made right now, or not one of ours
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class SharedKernel:
     def __init__(self, cwd: str, env: dict[str, str] | None = None):
-        self._folder = tempfile.mkdtemp(prefix="runbook-kernel-")
+        sweep()
+        self._folder = tempfile.mkdtemp(prefix=_PREFIX)
+        with open(os.path.join(self._folder, "owner"), "w") as f:
+            f.write(str(os.getpid()))
         self._connection_file = os.path.join(self._folder, "kernel.json")
         info = {
             "transport": "ipc",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,23 @@ def test_a_dead_kernel_fails_its_notebook_and_the_run_is_recorded(tmp_path, monk
     assert (Path(summary.folder) / "summary.json").exists()
     # Accepted parameters: the kernel went to look at the host while it booted.
     assert _connections(listener, 0.5) >= 1
+
+
+def test_kernel_folders_of_dead_runs_are_swept(tmp_path):
+    import subprocess
+
+    from runbook_lib.kernel import sweep
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for name, pid in (("runbook-kernel-dead", gone.pid), ("runbook-kernel-live", os.getpid())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "owner").write_text(str(pid))
+    (tmp_path / "runbook-kernel-new").mkdir()  # no owner yet: being made
+    (tmp_path / "other").mkdir()
+    assert sweep(str(tmp_path)) == [str(tmp_path / "runbook-kernel-dead")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other",
+        "runbook-kernel-live",
+        "runbook-kernel-new",
+    ]
