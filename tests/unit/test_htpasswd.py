@@ -37,7 +37,7 @@ def test_validate_username_rejects(name):
     "password, problem",
     [
         ("", "is empty"),
-        ("Sh0rt!", "shorter than 8"),
+        ("Sh0rt!-pass", "shorter than 12"),
         ("secret-line\nbreak", "line break"),
         ("secret-line\rbreak", "line break"),
         ("ü" * 37, "longer than 72 bytes"),
@@ -57,7 +57,7 @@ def test_validate_password_rejects_without_showing_it(password, problem):
 
 
 def test_validate_password_accepts_and_honours_min_length():
-    htpasswd.validate_password("alice", "12345678")
+    htpasswd.validate_password("alice", "123456789012")
     htpasswd.validate_password("alice", "ü" * 36)  # 72 bytes
     htpasswd.validate_password("alice", "1234", min_length=4)
     with pytest.raises(ParameterError):
