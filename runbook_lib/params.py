@@ -39,6 +39,7 @@ EXAMPLES: dict[str, str] = {
     "docker_source": "distribution or docker",
     "docker_version": "null (latest) or 24.0.7",
     "swarm_advertise_addr": "null (auto) or 192.0.2.10",
+    "allow_from": "[] (anyone) or [192.0.2.0/24, 198.51.100.7]",
     "work_dir": "/home/docker",
     "registry_host": "docker.example.com",
     "registry_names": "[registry.internal, 192.0.2.10]",
@@ -87,6 +88,8 @@ class Params(BaseModel):
 
     # Swarm
     swarm_advertise_addr: str | None = None
+    # Who may reach the registry's and the swarm's ports (IPv4 networks); [] is anyone.
+    allow_from: list[str] = []
 
     # Registry
     work_dir: str = "/home/docker"
@@ -196,6 +199,20 @@ class Params(BaseModel):
                     f"(mode {mode:o}); make it yours alone: chmod 600 {Path(v).expanduser()}"
                 )
         return v
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            try:
+                net = ipaddress.ip_network(str(item), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IPv4 address or network") from None
+            if net.version != 4:
+                raise ValueError(f"{item!r}: only IPv4 networks can be allowed (iptables)")
+            out.append(str(net))
+        return list(dict.fromkeys(out))
 
     @field_validator("stack_name")
     @classmethod

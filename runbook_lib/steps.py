@@ -187,6 +187,7 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     after: Callable[[StepResult], None] | None = None
     on: Host | None = None
+    diffs: list[dict[str, str]] = field(default_factory=list)  # what changes, when no Put shows it
 
 
 Outcome = Found | Verified | Skip | Done | Plan
@@ -403,7 +404,7 @@ def settle(rb: _Runbook, name: str, outcome: Outcome) -> StepResult:
         0,
         dry,
         list(outcome.warnings),
-        [d for a in outcome.actions if (d := a.diff())],
+        [d for a in outcome.actions if (d := a.diff())] + outcome.diffs,
     )
     if not dry:
         apply(outcome.on or rb.host, outcome.actions)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 
+from . import firewall
 from .context import Runbook
 from .errors import ParameterError, RunbookError
 from .facts import HostFacts, read_swarm
-from .steps import Call, Cmd, Outcome, Plan, StepResult, step
+from .steps import Call, Cmd, Outcome, Plan, Skip, StepResult, step
 
 # Interfaces Docker and container runtimes create; never the address other nodes use.
 _VIRTUAL = ("docker", "br-", "veth", "virbr", "cni", "flannel", "cali", "vxlan", "lo")
@@ -115,3 +116,43 @@ def _ports() -> dict[str, str]:
 
 def _nothing(_host: object) -> None:
     return None
+
+
+def published_ports(rb: Runbook) -> list[int]:
+    """The ports Docker publishes for the runbook's services."""
+    from .portainer import EDGE_PORT
+
+    ports = [rb.p.registry_port]
+    if rb.p.portainer_enabled:
+        ports += [rb.p.portainer_port, EDGE_PORT]
+    return ports
+
+
+@step("Allowed networks")
+def allowed_networks(rb: Runbook) -> Outcome:
+    """Only ``allow_from`` (and the host itself) reach the registry's and the swarm's ports;
+    see :mod:`runbook_lib.firewall`."""
+    allow, ports = rb.p.allow_from, published_ports(rb)
+    if not rb.facts().docker_server:
+        if rb.dry_run and allow:
+            return Plan([Call("iptables-restore --noflush", _nothing)], "to do once Docker runs")
+        if not allow:
+            return Skip("allow_from is empty: anyone may connect")
+        raise RunbookError("the Docker engine does not answer: run notebook 02 first")
+    state = firewall.parse(
+        rb.host.sh(firewall.READ, display="iptables -S (the runbook's rules)").stdout
+    )
+    plan = firewall.plan(state, allow, ports)
+    listed = ", ".join(allow)
+    swarm_ports = "2377/tcp, 7946/tcp+udp, 4789/udp"
+    reached = f"ports {', '.join(map(str, ports))}/tcp and {swarm_ports}"
+    if not allow and not plan:
+        return Skip("allow_from is empty: anyone may connect (no firewall rule)")
+    return Plan(
+        plan,
+        changed=f"only {listed} and the host itself reach {reached}"
+        if allow
+        else "restriction lifted: anyone may connect",
+        unchanged=f"only {listed} and the host itself reach {reached}",
+        diffs=[{"path": "iptables (filter table)", "text": firewall.diff(state, allow, ports)}],
+    )
