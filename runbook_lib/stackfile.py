@@ -17,6 +17,9 @@ registry 2.x and 3.x both read) with these changes:
   the port on the node running the task and pairs with ``endpoint_mode: dnsrr`` (no
   virtual IP either).
 * No healthcheck: the registry image has no shell or HTTP client to run one with.
+* Least privilege: every capability dropped, a read-only root filesystem (the registry
+  writes only to its volume), and its secrets readable by their owner alone (0400), not
+  the default 0444.
 
 The text is deterministic, so the step can compare it with the file on the host.
 """
@@ -176,7 +179,14 @@ def render(stack: RegistryStack) -> str:
             "REGISTRY_AUTH_HTPASSWD_PATH": f"{SECRETS_DIR}/htpasswd",
             "REGISTRY_AUTH_HTPASSWD_REALM": stack.realm,
         },
-        "secrets": [{"source": name, "target": target} for name, _, target in secrets],
+        # The registry needs no capability (its port is above 1024, it owns its files),
+        # writes only to its volume, and reads its secrets as their owner.
+        "cap_drop": ["ALL"],
+        "read_only": True,
+        "secrets": [
+            {"source": name, "target": target, "uid": "0", "gid": "0", "mode": 0o400}
+            for name, _, target in secrets
+        ],
         "volumes": [f"{stack.volume}:{DATA_DIR}"],
         "networks": [stack.network],
     }

@@ -76,11 +76,14 @@ def test_rendered_stack_file():
         "REGISTRY_AUTH_HTPASSWD_PATH": "/run/secrets/htpasswd",
         "REGISTRY_AUTH_HTPASSWD_REALM": "Registry Realm",
     }
+    # Readable by their owner alone (0400, not Docker's 0444); no capability; read-only root.
+    owner_only = {"uid": "0", "gid": "0", "mode": 0o400}
     assert service["secrets"] == [
-        {"source": names[0], "target": "registry.crt"},
-        {"source": names[1], "target": "registry.key"},
-        {"source": names[2], "target": "htpasswd"},
+        {"source": names[0], "target": "registry.crt", **owner_only},
+        {"source": names[1], "target": "registry.key", **owner_only},
+        {"source": names[2], "target": "htpasswd", **owner_only},
     ]
+    assert service["cap_drop"] == ["ALL"] and service["read_only"] is True
     assert service["volumes"] == ["registry:/var/lib/registry"]
     assert service["networks"] == ["manager"]
     assert "healthcheck" not in service
