@@ -5,7 +5,8 @@ this module reads and writes the files on the host. Layout, as in the tutorial:
 
     WORK_DIR/certs/HOST.key   the registry's private key (0600)
     WORK_DIR/certs/HOST.crt   its certificate
-    WORK_DIR/certs/ca.key     the local CA's key, with tls_ca (0600)
+    TLS_CA_DIR/HOST-ca.key    the local CA's key, with tls_ca: on the machine running the
+                              runbook, not on the registry's host (0600 in a 0700 folder)
     WORK_DIR/certs/ca.crt     what clients trust: the CA, or the self-signed certificate
     /etc/docker/certs.d/NAME:PORT/ca.crt   Docker's trust, for every name of the registry
 """
@@ -18,9 +19,21 @@ from pathlib import Path
 
 from . import safepath, tls
 from .context import Runbook
-from .errors import MissingInput
+from .errors import MissingInput, ParameterError, RunbookError
 from .hosts import LocalHost
-from .steps import Outcome, Plan, Put, Skip, path_states, plan_dir, plan_file, plan_mode, step
+from .steps import (
+    Call,
+    Cmd,
+    Outcome,
+    Plan,
+    Put,
+    Skip,
+    path_states,
+    plan_dir,
+    plan_file,
+    plan_mode,
+    step,
+)
 
 
 @dataclass(frozen=True)
@@ -140,9 +153,67 @@ def _put_cert(path: str, pem: bytes, info: tls.CertInfo) -> Put:
     return Put(path, pem, 0o644, summary=f"certificate: {_describe(info)}; SHA-256 {info.sha256}")
 
 
+def ca_key_path(rb: Runbook) -> Path:
+    """Where the runner keeps the local CA's private key."""
+    return Path(rb.p.tls_ca_dir).expanduser() / f"{rb.p.registry_host}-ca.key"
+
+
+def _runner_ca_key(rb: Runbook) -> bytes | None:
+    path = ca_key_path(rb)
+    folder = path.parent
+    if folder.exists():
+        mode = folder.stat().st_mode & 0o777
+        if folder.stat().st_uid != os.getuid() or mode & 0o077:
+            raise ParameterError(
+                "tls_ca_dir",
+                str(folder),
+                f"holds the CA's private key, so it must be yours alone (mode {mode:o}): "
+                f"chmod 700 {folder}",
+            )
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _keep_on_runner(rb: Runbook, pem: bytes) -> Call:
+    path = ca_key_path(rb)
+
+    def write(_host: object) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        os.replace(tmp, path)
+
+    return Call(f"write {path} on this machine (mode 600)", write)
+
+
+@step("CA key", skip=lambda rb: None if rb.p.tls_ca else "tls_ca is false: no local CA")
+def ca_key(rb: Runbook) -> Plan:
+    """With ``tls_ca``, the CA's private key lives on the runner, never on the registry's
+    host: whoever reads it there can make certificates that every client trusts. A key an
+    earlier run left on the host is moved."""
+    lay, here = layout(rb), ca_key_path(rb)
+    on_host, on_runner = rb.host.get(lay.ca_key), _runner_ca_key(rb)
+    if on_host is None:
+        where = f"on this machine, {here}" if on_runner else "not made yet (next step)"
+        return Plan([], changed="", unchanged=f"the CA's key is {where}; none on the host")
+    if on_runner is not None and on_runner != on_host:
+        raise RunbookError(
+            f"{lay.ca_key} on the host and {here} here are different keys: keep the one that "
+            f"signed {lay.ca_cert} (openssl x509 -noout -pubkey), remove the other, run again"
+        )
+    plan = ([] if on_runner else [_keep_on_runner(rb, on_host)]) + [Cmd(["rm", "-f", lay.ca_key])]
+    return Plan(plan, changed=f"the CA's key moved from the host to this machine, {here}")
+
+
 def _ca(rb: Runbook, lay: Layout):
-    """The local CA: kept when valid for a year more, else made anew."""
-    pem, key_pem = rb.host.get(lay.ca_cert), rb.host.get(lay.ca_key)
+    """The local CA: kept when valid for a year more, else made anew (its key kept here)."""
+    pem = rb.host.get(lay.ca_cert)
+    # In check mode an earlier run's key may still be on the host (see ca_key).
+    key_pem = _runner_ca_key(rb) or rb.host.get(lay.ca_key)
     if pem and key_pem:
         try:
             cert, key = tls.load_cert(pem), tls.load_key(key_pem)
@@ -153,7 +224,7 @@ def _ca(rb: Runbook, lay: Layout):
     key = tls.generate_key(rb.p.tls_key_type, rb.p.tls_key_size)
     cert = tls.make_ca(key, f"{rb.p.registry_host} registry CA", 3650)
     ca_put = _put_cert(lay.ca_cert, tls.cert_to_pem(cert), tls.cert_info(cert))
-    return cert, key, [Put(lay.ca_key, tls.key_to_pem(key), 0o600), ca_put]
+    return cert, key, [_keep_on_runner(rb, tls.key_to_pem(key)), ca_put]
 
 
 def _describe(info: tls.CertInfo) -> str:

@@ -54,6 +54,7 @@ EXAMPLES: dict[str, str] = {
     "tls_key_size": "256 for ecdsa, 4096 for rsa",
     "tls_days": "365",
     "tls_ca": "false",
+    "tls_ca_dir": "~/.local/share/swarm-registry-runbook/ca",
     "trust_on_runner": "false",
     "verify_image": "hello-world",
     "verify_push": "auto or always",
@@ -108,6 +109,8 @@ class Params(BaseModel):
     tls_key_size: int = 256
     tls_days: int = Field(365, ge=1, le=3650)
     tls_ca: bool = False
+    # Where the local CA's private key lives, on the machine running the runbook.
+    tls_ca_dir: str = "~/.local/share/swarm-registry-runbook/ca"
     trust_on_runner: bool = False
 
     # Verification
