@@ -250,3 +250,11 @@ def test_runs_current_tells_the_new_task_from_the_old():
     assert registry.runs_current(service + f"running {image} {now}\n" + pending, stack)
     # A service not (yet) deployed from this stack.
     assert not registry.runs_current(f"service {image} {before}\nrunning {image} {before}\n", stack)
+
+
+def test_the_registry_image_may_be_pinned_by_digest():
+    pinned = "registry:2@sha256:" + "a" * 64
+    stack = stackfile.RegistryStack(
+        cert_digest="a" * 12, key_digest="b" * 12, htpasswd_digest="c" * 12, image=pinned
+    )
+    assert f"image: {pinned}" in stackfile.render(stack)
