@@ -24,11 +24,23 @@ class ParameterError(RunbookError, ValueError):
         self.value = value
         self.problem = problem
         self.example = example
-        shown = "<secret>" if _looks_secret(name) else repr(value)
+        shown = "<secret>" if _looks_secret(name) else _bounded(value)
         msg = f"parameter {name!r} = {shown}: {problem}"
         if example:
             msg += f" (for example: {example})"
         super().__init__(msg)
+
+
+def _bounded(value: Any) -> str:
+    """``repr(value)``, cut short: a value may be huge (a YAML alias bomb expands to
+    billions of items) and a message must stay readable."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlevel = 120, 120, 2
+    short.maxlist = short.maxdict = short.maxtuple = short.maxset = 4
+    text = short.repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _looks_secret(name: str) -> bool:

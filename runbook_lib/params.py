@@ -9,6 +9,7 @@ the parameter, the bad value and a good example.
 from __future__ import annotations
 
 import ipaddress
+import posixpath
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +25,26 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
 _USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+# An image reference as Docker parses it (distribution's reference/regexp.go): an optional
+# registry host[:port]/, lower-case path components, an optional :tag, an optional @digest.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_IMAGE = re.compile(
+    rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
+# What a path in the stack file and Docker's command lines carries safely.
+_PATH_CHARS = re.compile(r"^[A-Za-z0-9._/@+-]+$")
+# Docker's service names are at most 63 characters; the runbook's is STACK_registry.
+MAX_STACK_NAME = 50
+# Portainer's Edge agents' port, published with Portainer (runbook_lib.portainer).
+PORTAINER_EDGE_PORT = 8000
+# Ports the swarm itself uses on every node.
+SWARM_PORTS = {
+    2377: "2377/tcp (swarm management)",
+    7946: "7946 (swarm gossip)",
+    4789: "4789/udp (overlay)",
+}
 _DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 # A good value for each parameter, shown in error messages.
@@ -194,6 +215,7 @@ class Params(BaseModel):
         if v is not None and not Path(v).expanduser().is_file():
             raise ValueError(f"no such file: {Path(v).expanduser()}")
         if v is not None:
+            _private_key(Path(v).expanduser())
             mode = Path(v).expanduser().stat().st_mode & 0o777
             if mode & 0o077:
                 # As ssh itself refuses it ("UNPROTECTED PRIVATE KEY FILE").
@@ -217,19 +239,60 @@ class Params(BaseModel):
             out.append(str(net))
         return list(dict.fromkeys(out))
 
+    @field_validator("known_hosts")
+    @classmethod
+    def _known_hosts(cls, v: str) -> str:
+        path = Path(v).expanduser()
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; name the known_hosts file in it")
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is not a regular file")
+        if not path.exists() and path.parent.exists() and not path.parent.is_dir():
+            raise ValueError(f"{path.parent} is not a folder")
+        return v
+
     @field_validator("stack_name")
     @classmethod
     def _docker_name(cls, v: str) -> str:
         if not _DOCKER_NAME.match(v):
             raise ValueError("Docker names are letters, digits, '_', '.', '-'")
+        if len(v) > MAX_STACK_NAME:
+            raise ValueError(
+                f"is {len(v)} characters; at most {MAX_STACK_NAME}, so that Docker's service "
+                f"name ({v[:8]}…_registry) stays within its 63"
+            )
+        return v
+
+    @field_validator("registry_image", "verify_image", "portainer_image", "portainer_agent_image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if len(v) > 255 or not _IMAGE.match(v):
+            raise ValueError(
+                "is not an image reference Docker accepts: [registry/]name[:tag][@sha256:digest], "
+                "the name in lower case"
+            )
         return v
 
     @field_validator("work_dir")
     @classmethod
     def _abs_path(cls, v: str) -> str:
-        if not v.startswith("/") or "\n" in v or v.rstrip("/") == "":
-            raise ValueError("must be an absolute path other than /")
-        return v.rstrip("/")
+        if not v.startswith("/"):
+            raise ValueError("must be an absolute path")
+        v = posixpath.normpath(v)
+        if v.startswith("//"):
+            v = "/" + v.lstrip("/")
+        if v == "/":
+            raise ValueError("must be a folder of its own, not / (it resolves to /)")
+        if not _PATH_CHARS.match(v):
+            raise ValueError(
+                "may hold only letters, digits and . _ / @ + - : the stack file and Docker's "
+                "command lines carry it as is"
+            )
+        if any(len(part.encode()) > 255 for part in v.split("/")):
+            raise ValueError("has a path component longer than 255 bytes")
+        if len(v) > 1024:
+            raise ValueError("is longer than 1024 characters")
+        return v
 
     @field_validator("tls_key_size")
     @classmethod
@@ -255,7 +318,39 @@ class Params(BaseModel):
             raise ParameterError(
                 "registry_remove_users", both, "these users are also in registry_users", "[olduser]"
             )
+        self._ports_apart()
+        if self.portainer_enabled and self.stack_name == "portainer":
+            raise ParameterError(
+                "stack_name",
+                self.stack_name,
+                "Portainer's own stack has that name: the two would share their services' names",
+                "manager",
+            )
         return self
+
+    def _ports_apart(self) -> None:
+        """Ports that would be published twice, or over the swarm's own, are refused together."""
+        ports = {"registry_port": self.registry_port}
+        if self.portainer_enabled:
+            ports["portainer_port"] = self.portainer_port
+        for name, port in ports.items():
+            if port in SWARM_PORTS:
+                raise ParameterError(
+                    name, port, f"the swarm itself uses {SWARM_PORTS[port]}", EXAMPLES[name]
+                )
+        if self.portainer_enabled:
+            if self.portainer_port == self.registry_port:
+                raise ParameterError(
+                    "portainer_port",
+                    self.portainer_port,
+                    "registry_port is the same port: each needs its own",
+                    EXAMPLES["portainer_port"],
+                )
+            for name, port in ports.items():
+                if port == PORTAINER_EDGE_PORT:
+                    raise ParameterError(
+                        name, port, "Portainer publishes its Edge port there", EXAMPLES[name]
+                    )
 
     # -- derived values -------------------------------------------------------------------
     @property
@@ -266,6 +361,21 @@ class Params(BaseModel):
     @property
     def all_registry_names(self) -> list[str]:
         return list(dict.fromkeys([self.registry_host, *self.registry_names]))
+
+
+def _private_key(path: Path) -> None:
+    """Refuse what is not a private key: a public key, or any other file."""
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if b"PRIVATE KEY-----" in head:
+        return
+    if head.startswith((b"ssh-", b"ecdsa-", b"sk-")):
+        raise ValueError(
+            f"{path} is a public key; give the private key (the same name without .pub)"
+        )
+    raise ValueError(f"{path} is not a private key (no 'BEGIN ... PRIVATE KEY' line)")
 
 
 def is_host_or_ip(value: str) -> bool:
@@ -316,14 +426,48 @@ def load_yaml(path: str | Path) -> Params:
     return load(read_yaml(path))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (where it would
+    keep the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201 (PyYAML's API)
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                continue  # PyYAML refuses unhashable keys itself, with its own message
+            if key in seen:
+                raise ParameterError(
+                    str(key)[:80],
+                    "<hidden>",
+                    f"is given twice (line {key_node.start_mark.line + 1}); keep one",
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A parameters file: UTF-8 YAML, one mapping, no key twice."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        raw = path.read_bytes()
     except OSError as exc:
         raise ParameterError("parameters file", str(path), exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParameterError(
+            "parameters file",
+            str(path),
+            f"is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); save it "
+            "as UTF-8",
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
-        raise ParameterError("parameters file", str(path), f"not valid YAML: {exc}") from None
+        raise ParameterError(
+            "parameters file", str(path), f"not valid YAML: {str(exc)[:400]}"
+        ) from None
     if not isinstance(data, dict):
         raise ParameterError(
             "parameters file",

@@ -61,6 +61,33 @@ CASES = [
     ("bad advertise address", {"swarm_advertise_addr": "not an address!"}, "swarm_advertise_addr"),
     ("EL-only source on Debian", {"docker_source": "yum"}, "docker_source"),
     (
+        "public key as the key file",
+        {"ssh_key_file": str(CLIENT / "id_ed25519.pub")},
+        "ssh_key_file",
+    ),
+    ("known_hosts is a folder", {"known_hosts": str(CLIENT)}, "known_hosts"),
+    ("image that is an option", {"registry_image": "-v/:/host"}, "registry_image"),
+    ("malformed verify image", {"verify_image": "--privileged"}, "verify_image"),
+    ("stack name too long for Docker", {"stack_name": "s" * 60}, "stack_name"),
+    ("work dir that resolves to /", {"work_dir": "/home/docker/../.."}, "work_dir"),
+    ("work dir with a comma", {"work_dir": "/srv/a,b"}, "work_dir"),
+    ("registry on a swarm port", {"registry_port": 2377}, "registry_port"),
+    ("bad network to allow", {"allow_from": ["10.0.0.300"]}, "allow_from"),
+    (
+        "secret file others can read",
+        {"registry_users": {"admin": f"file:{CLIENT / 'id_ed25519.pub'}"}},
+        "registry_users",
+    ),
+    (
+        "Portainer on the registry's port",
+        {
+            "portainer_enabled": True,
+            "portainer_admin_password": "env:RB_GOOD",
+            "portainer_port": 5000,
+        },
+        "portainer_port",
+    ),
+    (
         "short Portainer password",
         {"portainer_enabled": True, "portainer_admin_password": "env:RB_SHORT"},
         "portainer_admin_password",

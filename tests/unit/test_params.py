@@ -181,3 +181,107 @@ def test_the_example_documents_every_parameter():
 
     data = params.read_yaml(ROOT / "parameters" / "example.yaml")
     assert set(data) == set(params.Params.model_fields)
+
+
+# -- the parameters file itself ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"host: x\n# caf\xe9\n", "not UTF-8"),
+        ("host: x\n".encode("utf-16"), "not UTF-8"),
+        (b"\x00\x01\x02binary", "not valid YAML"),
+        (b"host: a\nregistry_port: 5000\nregistry_port: 5001\n", r"given twice \(line 3\)"),
+        (b"host: a\nregistry_users:\n  admin: env:A\n  admin: env:B\n", "given twice"),
+        (b"host: [unclosed\n", "not valid YAML"),
+        (b"- a list\n", "must be a YAML mapping"),
+    ],
+)
+def test_a_bad_parameters_file_is_refused_in_words(tmp_path, content, problem):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ParameterError, match=problem):
+        params.load_yaml(path)
+
+
+def test_a_yaml_alias_bomb_gives_a_short_message(tmp_path):
+    rows = ["a: &a [x,x,x,x,x,x,x,x,x]"]
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        rows.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    rows += ["host: *h", "registry_host: x", "registry_users: {a: env:X}"]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ParameterError) as err:
+        params.load_yaml(path)
+    assert "host" in str(err.value) and len(str(err.value)) < 400
+
+
+# -- values checked against what consumes them ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("stack_name", "s" * 51, "at most 50"),
+        ("registry_image", "-v/:/host", "image reference"),
+        ("registry_image", "Registry:2", "image reference"),
+        ("verify_image", "hello world", "image reference"),
+        ("verify_image", "--privileged", "image reference"),
+        ("portainer_image", "x" * 300, "image reference"),
+        ("work_dir", "/home/docker/../..", "resolves to /"),
+        ("work_dir", "/.", "resolves to /"),
+        ("work_dir", "/srv/a,b", "letters, digits"),
+        ("work_dir", '/srv/a"b', "letters, digits"),
+        ("work_dir", "/srv/a\x00b", "letters, digits"),
+        ("work_dir", "/srv/" + "d" * 256, "longer than 255 bytes"),
+        ("allow_from", ["10.0.0.300"], "not an IPv4"),
+        ("allow_from", ["2001:db8::/32"], "only IPv4"),
+    ],
+)
+def test_values_their_consumer_cannot_take_are_refused(field, value, problem):
+    with pytest.raises(ParameterError) as err:
+        load(**{field: value})
+    assert err.value.name.startswith(field) and problem in str(err.value)
+
+
+def test_good_values_are_normalised():
+    p = load(work_dir="/srv//registry/./data/", allow_from=["10.0.0.7", "10.1.0.0/16"])
+    assert p.work_dir == "/srv/registry/data"
+    assert p.allow_from == ["10.0.0.7/32", "10.1.0.0/16"]
+    assert load(registry_image="registry.example.com:5000/lib/registry:2.8@sha256:" + "a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("over", "named"),
+    [
+        ({"portainer_enabled": True, "portainer_port": 5000}, "portainer_port"),
+        ({"registry_port": 2377}, "registry_port"),
+        ({"registry_port": 7946}, "registry_port"),
+        ({"portainer_enabled": True, "registry_port": 8000}, "registry_port"),
+        ({"portainer_enabled": True, "portainer_port": 4789}, "portainer_port"),
+        ({"portainer_enabled": True, "stack_name": "portainer"}, "stack_name"),
+    ],
+)
+def test_parameters_that_collide_are_refused(over, named):
+    with pytest.raises(ParameterError) as err:
+        load(portainer_admin_password="env:RB_PORTAINER", **over)
+    assert err.value.name == named
+
+
+def test_what_is_not_a_private_key_is_named(tmp_path):
+    pub = tmp_path / "id.pub"
+    pub.write_text("ssh-ed25519 AAAAC3Nza... me@here\n")
+    pub.chmod(0o600)
+    with pytest.raises(ParameterError, match=r"ssh_key_file.*public key.*without \.pub"):
+        load(ssh_key_file=str(pub))
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    text.chmod(0o600)
+    with pytest.raises(ParameterError, match=r"ssh_key_file.*not a private key"):
+        load(ssh_key_file=str(text))
+
+
+def test_a_known_hosts_folder_is_named(tmp_path):
+    with pytest.raises(ParameterError, match=r"known_hosts.*is a folder"):
+        load(known_hosts=str(tmp_path))
