@@ -276,16 +276,43 @@ def _ca_summary(ca: bytes) -> str | None:
     return f"the registry's CA: {_describe(info)}; SHA-256 {info.sha256}"
 
 
+_TRUSTED = r"""
+for d in /etc/docker/certs.d/*/; do
+  [ -f "$d/ca.crt" ] && printf '%s %s\n' "$(sha256sum < "$d/ca.crt" | cut -d' ' -f1)" "${d%/}"
+done
+true
+"""
+
+
+def stale_trust(listing: str, ca: bytes, keep: list[str]) -> list[str]:
+    """Folders of Docker's trust that hold this registry's ca.crt under a name or port it
+    no longer has (``registry_port`` moved, a name dropped): the runbook made them."""
+    import hashlib
+
+    ours = hashlib.sha256(ca).hexdigest()
+    found = [line.split(" ", 1) for line in listing.splitlines() if " " in line]
+    return [d for digest, d in found if digest == ours and d not in keep]
+
+
 @step("Docker trusts the registry")
 def trust_on_host(rb: Runbook) -> Plan:
-    """Install ca.crt where the host's Docker looks for it, for every registry name."""
-    p = rb.p
-    listed = ", ".join(
-        d.rsplit("/", 1)[1] for d in trust_dirs(p.all_registry_names, p.registry_port)
-    )
+    """Install ca.crt where the host's Docker looks for it, for every registry name; remove
+    the folders an earlier run made for a port or name the registry no longer has."""
+    p, ca = rb.p, ca_pem(rb)
+    wanted = trust_dirs(p.all_registry_names, p.registry_port)
+    listed = ", ".join(d.rsplit("/", 1)[1] for d in wanted)
+    plan = plan_trust(rb.host, ca, p.all_registry_names, p.registry_port)
+    stale = []
+    if ca:
+        listing = rb.host.sh(_TRUSTED, display="sha256sum /etc/docker/certs.d/*/ca.crt").stdout
+        stale = stale_trust(listing, ca, wanted)
+    plan += [Cmd(["rm", "-rf", "--", d]) for d in stale]
+    gone = f"; removed {', '.join(d.rsplit('/', 1)[1] for d in stale)}" if stale else ""
     return Plan(
-        plan_trust(rb.host, ca_pem(rb), p.all_registry_names, p.registry_port),
-        changed=f"ca.crt installed for {listed}",
+        plan,
+        changed=f"ca.crt installed for {listed}{gone}"
+        if len(plan) > len(stale)
+        else f"ca.crt in place for {listed}{gone}",
         unchanged=f"ca.crt in place for {listed}",
     )
 

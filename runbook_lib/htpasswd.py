@@ -122,6 +122,27 @@ def parse(text: str) -> dict[str, str]:
     return entries
 
 
+def salvage(raw: bytes) -> tuple[dict[str, str], list[str]]:
+    """Parse a file that may be damaged: the good entries, and what is wrong with each bad
+    line (by number; a line's content is never shown). The registry refuses to start on a
+    line without ``user:hash``, so the runbook rewrites the file without them."""
+    good: list[str] = []
+    problems = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(f"line {number} is not UTF-8 text")
+            continue
+        stripped = text.strip()
+        user, sep, hashed = stripped.partition(":")
+        if stripped and not stripped.startswith("#") and not (sep and user and hashed):
+            problems.append(f"line {number} is not 'user:hash'")
+            continue
+        good.append(text)
+    return parse("\n".join(good)), problems
+
+
 def render(entries: Mapping[str, str]) -> str:
     """The file text for ``{user: hash}``, in the given order, ending with a newline."""
     return "".join(f"{user}:{hashed}\n" for user, hashed in entries.items())

@@ -24,7 +24,7 @@ def users(rb: Runbook) -> Plan:
     """Add, re-password and remove the users the parameters name; keep all others."""
     p, path = rb.p, htpasswd_path(rb)
     raw = rb.host.get(path)
-    current = htpasswd.parse(raw.decode()) if raw else {}
+    current, damaged = htpasswd.salvage(raw) if raw else ({}, [])
     wanted = {user: ref.reveal() for user, ref in p.registry_users.items()}
     entries, changes = htpasswd.plan_users(
         current, wanted, p.registry_remove_users, p.registry_bcrypt_cost
@@ -36,6 +36,8 @@ def users(rb: Runbook) -> Plan:
             "the registry would have no user and refuse everyone",
             "{admin: env:REGISTRY_PASSWORD}",
         )
+    if damaged:
+        changes.append(f"dropped {len(damaged)} damaged line(s)")
     data = htpasswd.render(entries) if changes or raw is None else raw
     (state,) = path_states(rb.host, path)
     names = ", ".join(entries)
@@ -44,4 +46,7 @@ def users(rb: Runbook) -> Plan:
         changed=("; ".join(changes) or "file mode fixed")
         + f" ({len(entries)} user(s); notebook 07 restarts the registry with them)",
         unchanged=f"{len(entries)} user(s): {names}",
+        warnings=[f"{path} was damaged: {'; '.join(damaged)}; rewritten without them"]
+        if damaged
+        else [],
     )

@@ -7,6 +7,7 @@ import re
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,29 @@ def test_a_run_stopped_after_any_notebook_converges(reference_shape, tmp_path, s
     assert_clean(run(tmp_path, only=[n for n in numbers if n <= stop_after]))
     assert_clean(run(tmp_path))
     assert shape(host_state()) == reference_shape
+
+
+def test_a_damaged_password_file_is_repaired_and_said(built):
+    sh(r"printf '\377\376 not text\nno-colon\n' >> /home/docker/auth/htpasswd")
+    summary = run(built, only=["06", "07"])
+    assert_clean(summary)
+    report = runner.read_report(Path(summary.folder) / "06-users.ipynb")
+    (users,) = report["steps"]
+    assert users["status"] == "changed" and "dropped 2 damaged line(s)" in users["reason"]
+    assert "line 1" not in users["warnings"][0] and "not UTF-8" in users["warnings"][0]
+    assert pull_pushed_image()
+
+
+def test_trust_left_under_an_old_port_is_removed(built, tmp_path):
+    import yaml
+
+    values = yaml.safe_load(PARAMS.read_text())
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump({**values, "registry_port": 5001}))
+    try:
+        assert_clean(run(built, params=moved, only=["05", "07"]))
+        assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5001", "localhost:5001"]
+    finally:
+        back = run(built, only=["05", "07"])
+    assert_clean(back)
+    assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5000", "localhost:5000"]

@@ -229,3 +229,11 @@ def test_plan_rejects_bad_input_without_showing_passwords(wanted, remove):
     assert err.value.name == "registry_users"
     for password in wanted.values():
         assert password not in str(err.value)
+
+
+def test_a_damaged_file_is_salvaged_line_by_line():
+    raw = b"alice:$2y$10$abc\n\xff\xfe junk\nno-colon-here\n# comment\nbob:$2y$10$def\n"
+    entries, problems = htpasswd.salvage(raw)
+    assert entries == {"alice": "$2y$10$abc", "bob": "$2y$10$def"}
+    assert problems == ["line 2 is not UTF-8 text", "line 3 is not 'user:hash'"]
+    assert htpasswd.salvage(b"alice:$2y$10$abc\n") == ({"alice": "$2y$10$abc"}, [])

@@ -378,3 +378,19 @@ def test_trust_problem_follows_intermediates_to_the_root(key, other_key):
     # Without the intermediate in the file, the root alone cannot vouch for it.
     assert "not the CA" in tls.trust_problem(tls.cert_to_pem(leaf), tls.cert_to_pem(root), False)
     assert "not the CA" in tls.trust_problem(chain, tls.cert_to_pem(other_root), False)
+
+
+def test_stale_trust_folders_are_those_with_our_ca_elsewhere():
+    import hashlib
+
+    from runbook_lib.certs import stale_trust
+
+    ca = b"-----BEGIN CERTIFICATE-----\nours\n"
+    ours, other = hashlib.sha256(ca).hexdigest(), "0" * 64
+    listing = (
+        f"{ours} /etc/docker/certs.d/reg:5000\n"
+        f"{ours} /etc/docker/certs.d/reg:5001\n"
+        f"{other} /etc/docker/certs.d/elsewhere:443\n"
+    )
+    keep = ["/etc/docker/certs.d/reg:5001"]
+    assert stale_trust(listing, ca, keep) == ["/etc/docker/certs.d/reg:5000"]
