@@ -157,10 +157,10 @@ def test_trust_left_under_an_old_port_is_removed(built, tmp_path):
 
     values = yaml.safe_load(PARAMS.read_text())
     moved = tmp_path / "moved.yaml"
-    moved.write_text(yaml.safe_dump({**values, "registry_port": 5001}))
+    moved.write_text(yaml.safe_dump({**values, "registry_port": 5002}))
     try:
         assert_clean(run(built, params=moved, only=["05", "07"]))
-        assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5001", "localhost:5001"]
+        assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5002", "localhost:5002"]
     finally:
         back = run(built, only=["05", "07"])
     assert_clean(back)
