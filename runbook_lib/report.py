@@ -258,21 +258,21 @@ def render_notebook(
     return out
 
 
-def render_index(folder: Path, summary: Mapping[str, Any] | None = None) -> Path:
+def render_index(folder: Path, summary: Mapping[str, Any] | None = None, env=None) -> Path:
     """Write the run folder's ``index.html`` from its summary."""
     folder = Path(folder)
     summary = summary or load_run(folder)
     files = [f for f in ("ca.crt", "summary.json") if (folder / f).exists()]
-    html = environment().get_template("run.html.j2").render(run=summary, files=files)
+    html = (env or environment()).get_template("run.html.j2").render(run=summary, files=files)
     out = folder / "index.html"
     _write(out, html)
     return out
 
 
-def render_runs(root: Path) -> Path:
+def render_runs(root: Path, env=None) -> Path:
     """Write ``root/index.html``: every run, newest first, with its outcome."""
     root = Path(root)
-    html = environment().get_template("runs.html.j2").render(runs=list_runs(root))
+    html = (env or environment()).get_template("runs.html.j2").render(runs=list_runs(root))
     out = root / "index.html"
     _write(out, html)
     return out
@@ -349,7 +349,11 @@ class Renderer:
 
 def _follow(folder: Path, lines: Iterable[str]) -> None:
     """The child's side of :class:`Renderer`: one JSON line per notebook, then the index."""
-    html_exporter = exporter()  # the import, while the first notebook runs
+    # The imports and the templates' compilation, while the first notebook runs.
+    html_exporter = exporter()
+    env = environment()
+    for template in ("run.html.j2", "runs.html.j2"):
+        env.get_template(template)
     for line in lines:
         message = json.loads(line)
         outcome = message["notebook"]
@@ -358,8 +362,8 @@ def _follow(folder: Path, lines: Iterable[str]) -> None:
             outcome["title"] = title or outcome["name"]
             render_notebook(folder / outcome["output"], outcome, message["run"], html_exporter)
     if (folder / "summary.json").exists():
-        render_index(folder)
-        render_runs(folder.parent)
+        render_index(folder, env=env)
+        render_runs(folder.parent, env=env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,8 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # See runbook_lib.cli.main: jsonschema's optional grammar costs a second to import.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     if args.follow:
-        os.nice(5)
+        # Only what the run leaves idle: the run waits for the pages only at its end.
+        os.nice(19)
         _follow(args.folder, sys.stdin)
+        sys.stdout.flush()
+        os._exit(0)  # the pages are written; tearing down nbconvert's modules is not needed
     else:
         print(render_run(args.folder))
     return 0
