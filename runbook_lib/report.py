@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# steps.REPORT_MIME, spelled out: importing steps brings paramiko (0.2 s) into the renderer.
+REPORT_MIME = "application/vnd.runbook.report+json"
 STEP_STATUSES = ("ok", "changed", "verified", "skipped", "failed")
 # Worst first: a run's status is the worst of its notebooks'.
 RUN_STATUSES = ("failed", "interrupted", "changed", "ok")
@@ -111,8 +113,6 @@ def headline(summary: Mapping[str, Any]) -> str:
 
 def read_notebook(path: Path) -> tuple[str | None, dict[str, Any] | None]:
     """An executed notebook's title (its first heading) and its report (the last one)."""
-    from .steps import REPORT_MIME
-
     try:
         nb = json.loads(path.read_text())
     except (OSError, ValueError):

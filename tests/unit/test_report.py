@@ -128,6 +128,12 @@ def test_headline(summary, expected):
     assert report.headline(summary).startswith(expected)
 
 
+def test_the_report_reads_the_mime_type_the_notebooks_write():
+    from runbook_lib import steps
+
+    assert report.REPORT_MIME == steps.REPORT_MIME
+
+
 # -- pages of real run folders --------------------------------------------------------------
 
 
