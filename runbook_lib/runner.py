@@ -1,9 +1,12 @@
 """The run driver: execute the notebooks in order with papermill, keep each as a record.
 
-Each run gets a folder ``runs/<UTC time>-<host>/`` with one executed notebook per section and
-``summary.json``. The run stops at the first failing notebook; the executed copy of that
-notebook shows the failing cell (papermill marks it), and the error names notebook, cell
-and error. Parameters are validated, and secret references resolved, before anything runs.
+Each run gets a folder ``runs/<UTC time>-<host>/`` with one executed notebook per section,
+``summary.json`` and the report a person opens first, ``index.html`` (see
+:mod:`runbook_lib.report`). The run stops at the first failing notebook; the executed copy
+of that notebook shows the failing cell (papermill marks it), and the error names notebook,
+cell and error. A run that fails or is interrupted (Ctrl-C, SIGTERM) still writes its
+summary and report. Parameters are validated, and secret references resolved, before
+anything runs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import __version__
 from .errors import ParameterError
 from .kernel import PRECONNECT_ENV, SharedKernel
 
@@ -28,14 +34,21 @@ NOTEBOOKS = Path(
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """The run was asked to stop by a signal (SIGTERM); handled as Ctrl-C is."""
+
+
 @dataclass
 class NotebookOutcome:
     name: str
-    status: str  # ok, changed, failed, skipped
+    status: str  # ok, changed, skipped, failed, interrupted
     changed: int = 0
     seconds: float = 0.0
-    output: str | None = None
+    output: str | None = None  # the executed notebook, also when it failed or was interrupted
     error: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # its steps by status
+    warnings: list[str] = field(default_factory=list)  # "Step: warning"
+    steps: list[dict[str, Any]] = field(default_factory=list)  # report.step_line of each
 
 
 @dataclass
@@ -46,10 +59,33 @@ class RunSummary:
     check: bool
     folder: str
     notebooks: list[NotebookOutcome] = field(default_factory=list)
+    status: str = "running"  # then failed, interrupted, changed or ok (report.run_status)
+    finished: str | None = None
+    seconds: float | None = None
+    version: str = __version__
+    commit: str | None = None  # the runbook's git commit, "-dirty" when modified
+    params_file: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # as in the file: references
+    counts: dict[str, int] = field(default_factory=dict)  # every step of the run by status
+    warnings: list[str] = field(default_factory=list)  # "notebook: Step: warning"
 
     @property
     def failed(self) -> NotebookOutcome | None:
         return next((n for n in self.notebooks if n.status == "failed"), None)
+
+    @property
+    def interrupted(self) -> NotebookOutcome | None:
+        return next((n for n in self.notebooks if n.status == "interrupted"), None)
+
+    def close(self, began: float) -> None:
+        """The run has ended: its end, duration, status and totals."""
+        from . import report
+
+        self.finished = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.seconds = round(time.monotonic() - began, 3)
+        notebooks = [asdict(n) for n in self.notebooks]
+        self.status = report.run_status(notebooks)
+        self.counts, self.warnings = report.run_totals(notebooks)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -128,20 +164,89 @@ def run(
     out_root: str | Path = "runs",
     log=print,
 ) -> RunSummary:
+    """Run the notebooks; the summary and the report are written however the run ends."""
     # Started first: the kernel boots and imports the library while the parameters are
     # checked and papermill is imported here.
     env = {**os.environ, PRECONNECT_ENV: str(Path(params_file).resolve())}
     kernel = SharedKernel(str(NOTEBOOKS), env)
+    commit = _commit()
+    record: dict[str, Any] = {}
+    previous = _stop_on_sigterm()
     try:
-        return _run(kernel, params_file, start, only, check, out_root, log)
+        return _run(kernel, params_file, start, only, check, out_root, log, record)
     finally:
         kernel.close()
+        if "summary" in record:
+            _close(record, commit, log)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
+def _stop_on_sigterm():
+    """SIGTERM raises :class:`Terminated` in the run, so that its ``finally`` blocks write
+    the record; the previous handler, or None where none can be set (not the main thread)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum, frame):  # noqa: ARG001 (signal handler's signature)
+        raise Terminated("stopped by SIGTERM")
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _commit() -> subprocess.Popen | None:
+    """``git describe`` of the runbook's own checkout, asked in the background (or None)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        return subprocess.Popen(
+            ["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    except OSError:
+        return None
+
+
+def _close(record: dict[str, Any], commit: subprocess.Popen | None, log) -> None:
+    """Write summary.json, then wait for the report (the renderer has the notebooks)."""
+    summary: RunSummary = record["summary"]
+    summary.close(record["began"])
+    if commit is not None:
+        try:
+            out, _ = commit.communicate(timeout=5)
+            summary.commit = out.strip() or None if commit.returncode == 0 else None
+        except subprocess.TimeoutExpired:
+            commit.kill()
+    folder = Path(summary.folder)
+    (folder / "summary.json").write_text(summary.to_json())
+    renderer = record.get("renderer")
+    if renderer is None or not renderer.finish():
+        # No renderer (the run stopped before the first notebook), or it failed: here then.
+        try:
+            from . import report
+
+            report.render_run(folder)
+        except Exception as exc:  # noqa: BLE001 (the record is written; the page is not)
+            log(
+                f"the report was not written ({type(exc).__name__}: {exc}); "
+                f"`runbook report {folder}` writes it again"
+            )
+    stopped = summary.interrupted
+    if stopped:
+        log(f"INTERRUPTED in {stopped.name}: {stopped.error}; report: {folder / 'index.html'}")
+
+
+def _run(kernel, params_file, start, only, check, out_root, log, record) -> RunSummary:
     from . import params as params_mod
 
     values = params_mod.read_yaml(params_file)
+    written = json.loads(json.dumps(values, default=str))  # as in the file: references only
     values["check_mode"] = check or bool(values.get("check_mode"))
     p = params_mod.load(values)
     resolve_secrets(p)
@@ -149,12 +254,21 @@ def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
     kernel.go()  # accepted: the kernel may connect to the host now
 
     now = datetime.now(timezone.utc)
+    record["began"] = time.monotonic()
     folder = new_folder(
         Path(out_root), f"{now:%Y%m%dT%H%M%SZ}-{re.sub(r'[^A-Za-z0-9.-]', '_', p.host)}"
     )
     summary = RunSummary(
-        p.host, p.registry, now.isoformat(timespec="seconds"), p.check_mode, str(folder)
+        p.host,
+        p.registry,
+        now.isoformat(timespec="seconds"),
+        p.check_mode,
+        str(folder),
+        params_file=str(params_file),
+        parameters=written,
     )
+    # From here on the run leaves its record, however it ends (see run()).
+    record["summary"] = summary
     log(f"run folder: {folder}{'  (check mode: nothing will change)' if check else ''}")
     # While the kernel boots: import papermill, and have nbformat build its schema
     # validator (~0.1 s, once) by reading the first notebook.
@@ -164,19 +278,67 @@ def _run(kernel, params_file, start, only, check, out_root, log) -> RunSummary:
     if chosen:
         nbformat.read(chosen[0], as_version=4)
     kernel.ready()
-    _run_notebooks(chosen, folder, values, summary, kernel, log)
-    (folder / "summary.json").write_text(summary.to_json())
+    from .report import Renderer
+
+    # Rendering starts with the notebooks, in its own process: see report.Renderer.
+    record["renderer"] = Renderer(folder)
+    _run_notebooks(chosen, folder, values, summary, kernel, log, record["renderer"])
     return summary
 
 
-def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -> None:
+def _outcome(name: str, out: Path, began: float, status=None, error=None) -> NotebookOutcome:
+    """A notebook's entry in the summary, from its report (none when it stopped early)."""
+    from . import report
+
+    data = read_report(out) if out.exists() else None
+    lines = report.notebook_lines(data)
+    return NotebookOutcome(
+        name,
+        status or (data or {}).get("status", "ok"),
+        (data or {}).get("changed", 0),
+        time.monotonic() - began,
+        out.name if out.exists() else None,
+        error,
+        lines["counts"],
+        lines["warnings"],
+        lines["steps"],
+    )
+
+
+def _engine() -> str:
+    """papermill's nbclient engine, which also saves a notebook that is interrupted.
+
+    The runner has papermill save a notebook only when it ends (``request_save_on_cell_execute``
+    off: saving after each cell costs ~0.1 s a notebook); papermill then writes nothing for
+    a notebook interrupted by Ctrl-C or SIGTERM. This engine gives the notebook's manager
+    the output path when that happens, and the engine's own ``finally`` saves what ran.
+    """
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            partial = kwargs.pop("save_interrupted_to")
+            try:
+                return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            except KeyboardInterrupt:
+                nb_man.output_path = partial
+                raise
+
+    papermill_engines.register("runbook", Engine)
+    return "runbook"
+
+
+def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log, renderer) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    failed = False
-    for nb in chosen:
+    engine = _engine()
+
+    head = {k: getattr(summary, k) for k in ("host", "registry", "started", "check")}
+    for i, nb in enumerate(chosen):
         name = nb.stem
-        if failed:
+        if summary.failed:
             summary.notebooks.append(NotebookOutcome(name, "skipped"))
             continue
         out = folder / nb.name
@@ -194,24 +356,30 @@ def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -
                 # The record is written when the notebook ends, failed or not (and every
                 # 30 s during a long cell); saving after every cell costs ~0.1 s a notebook.
                 request_save_on_cell_execute=False,
+                engine_name=engine,
+                save_interrupted_to=str(out),
             )
             error = None
         except PapermillExecutionError as exc:
             error = f"{name}, cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        except KeyboardInterrupt as exc:
+            # papermill has saved what ran so far; the rest of the run is not done.
+            why = str(exc) if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+            outcome = _outcome(name, out, began, "interrupted", f"{name}: {why}")
+            summary.notebooks.append(outcome)
+            summary.notebooks += [NotebookOutcome(p.stem, "skipped") for p in chosen[i + 1 :]]
+            if outcome.output:
+                renderer.notebook(asdict(outcome), head)
+            raise
         except Exception as exc:  # noqa: BLE001 (the kernel died, a cell timed out...)
             error = f"{name}: {type(exc).__name__}: {exc}"
-        if error:
-            failed = True
-            took = time.monotonic() - began
-            written = out.name if out.exists() else None
-            summary.notebooks.append(NotebookOutcome(name, "failed", 0, took, written, error))
-            log(f"  {name:<22} failed  ({took:.1f} s)\n    {error}")
-            continue
-        report = read_report(out) or {"status": "ok", "changed": 0}
-        outcome = NotebookOutcome(
-            name, report["status"], report["changed"], time.monotonic() - began, out.name
-        )
+        outcome = _outcome(name, out, began, "failed" if error else None, error)
         summary.notebooks.append(outcome)
+        if outcome.output:
+            renderer.notebook(asdict(outcome), head)
+        if error:
+            log(f"  {name:<22} failed  ({outcome.seconds:.1f} s)\n    {error}")
+            continue
         log(
             f"  {name:<22} {outcome.status:<8} {outcome.changed} changed  ({outcome.seconds:.1f} s)"
         )
@@ -219,16 +387,22 @@ def _run_notebooks(chosen, folder, values, summary, kernel: SharedKernel, log) -
 
 def main_run(args) -> int:
     """`runbook run`: returns the process exit code."""
-    summary = run(
-        args.params, start=args.start, only=args.only, check=args.check, out_root=args.out
-    )
+    try:
+        summary = run(
+            args.params, start=args.start, only=args.only, check=args.check, out_root=args.out
+        )
+    except KeyboardInterrupt as exc:  # recorded and said by run()
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     bad = summary.failed
     changed = sum(n.changed for n in summary.notebooks)
+    index = Path(summary.folder) / "index.html"
     if bad:
         print(
-            f"FAILED in {bad.name}: {bad.error}\nsee {summary.folder}/{bad.output or ''}",
+            f"FAILED in {bad.name}: {bad.error}\nsee {summary.folder}/{bad.output or ''}"
+            f" and the report {index}",
             file=sys.stderr,
         )
         return 1
-    print(f"done: {changed} changed step(s); executed notebooks in {summary.folder}")
+    verb = "would change" if summary.check else "changed"
+    print(f"done: {changed} step(s) {verb}; report: {index}")
     return 0
