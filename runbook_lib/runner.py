@@ -115,8 +115,19 @@ def resolve_secrets(p) -> None:
     """Fail now, not halfway through, if a secret cannot be resolved or is unfit."""
     from . import htpasswd
     from . import params as params_mod
+    from .errors import SecretError
     from .secrets import Secret
 
+    refs = [(n, getattr(p, n)) for n in params_mod.SECRET_FIELDS]
+    refs += [(f"registry_users.{u}", ref) for u, ref in p.registry_users.items()]
+    for name, value in refs:
+        # The notebooks run in a kernel nobody can type into: asking here would be for
+        # nothing, since the kernel asks again and cannot be answered.
+        if isinstance(value, Secret) and value.ref == "prompt":
+            raise SecretError(
+                f"parameter {name!r} is 'prompt', which only a person at a notebook in "
+                "JupyterLab can answer; for `runbook run` use env:NAME or file:PATH"
+            )
     for name in params_mod.SECRET_FIELDS:
         value = getattr(p, name)
         if isinstance(value, Secret):

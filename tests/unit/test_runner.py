@@ -167,3 +167,23 @@ def test_kernel_folders_of_dead_runs_are_swept(tmp_path):
         "runbook-kernel-live",
         "runbook-kernel-new",
     ]
+
+
+def test_a_prompt_secret_is_refused_before_anyone_is_asked(monkeypatch):
+    import getpass
+
+    import pytest as _pytest
+
+    from runbook_lib import params, runner
+    from runbook_lib.errors import SecretError
+
+    monkeypatch.setattr(getpass, "getpass", lambda *a: pytest_fail())
+    p = params.load(
+        {"host": "192.0.2.10", "registry_host": "192.0.2.10", "registry_users": {"a": "prompt"}}
+    )
+    with _pytest.raises(SecretError, match=r"registry_users\.a.*env:NAME or file:PATH"):
+        runner.resolve_secrets(p)
+
+
+def pytest_fail():
+    raise AssertionError("getpass was called")
