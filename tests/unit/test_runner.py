@@ -179,7 +179,7 @@ def test_a_prompt_secret_is_refused_before_anyone_is_asked(monkeypatch):
 
     monkeypatch.setattr(getpass, "getpass", lambda *a: pytest_fail())
     p = params.load(
-        {"host": "192.0.2.10", "registry_host": "192.0.2.10", "registry_users": {"a": "prompt"}}
+        {"host": "10.204.0.9", "registry_host": "10.204.0.9", "registry_users": {"a": "prompt"}}
     )
     with _pytest.raises(SecretError, match=r"registry_users\.a.*env:NAME or file:PATH"):
         runner.resolve_secrets(p)
