@@ -45,6 +45,10 @@ EXAMPLE_FILE = Path(__file__).resolve().parents[1] / "parameters" / "example.yam
 _SECTION = re.compile(r"^# --- (.+?) -+$")
 _FIELD = re.compile(r"^([a-z_]+):(.*)$")
 
+# Tab titles for the sections of parameters/example.yaml.
+_TAB = {"How to reach the host": "Host", "Docker engine": "Docker", "Verification": "Verify"}
+_TAB["Set by `runbook run --check`"] = "Check mode"
+
 # Passwords typed into the form, by parameter: this kernel's memory only.
 _TYPED: dict[str, Secret] = {}
 
@@ -122,7 +126,7 @@ def chosen_values() -> tuple[dict[str, Any], str]:
     file = choice.get("parameters_file")
     if file:
         values.update(params_mod.read_yaml(file))
-        where.append(str(file))
+        where.append(_short_path(str(file)))
     overrides = choice.get("values") or {}
     if overrides:
         values.update(overrides)
@@ -206,7 +210,10 @@ def _show_banner(source: str, values: dict[str, Any], on_chosen) -> None:  # noq
         f"<span style='color:var(--jp-ui-font-color2)'>(chosen in {_esc(_home(choice_path()))}, "
         "for every notebook of this JupyterLab)</span>"
     )
-    change = w.Button(description="Change…", icon="pencil", layout=w.Layout(width="auto"))
+    text.layout = w.Layout(flex="1 1 auto", width="auto")
+    change = w.Button(
+        description="Change…", icon="pencil", layout=w.Layout(width="auto", min_width="110px")
+    )
     box = w.VBox([w.HBox([text, change], layout=w.Layout(align_items="center"))])
 
     def open_form(_: Any) -> None:
@@ -276,7 +283,8 @@ class Form:
         sections: dict[str, list] = {}
         for name, field in params_mod.Params.model_fields.items():
             section, doc = self.docs.get(name, ("Other", ""))
-            section = re.sub(r"\s*\(notebooks? .*\)$", "", section) or "Other"
+            short = section.split(" (")[0]
+            section = _TAB.get(short, short or "Other")
             sections.setdefault(section, []).append(self._row(name, field.annotation, doc))
             self.tabs_of[name] = list(sections).index(section)
         self.tab = w.Tab(children=[w.VBox(rows) for rows in sections.values()])
@@ -381,6 +389,8 @@ class Form:
                 raw = str(raw).strip() or None
             if name in self.passwords and self.passwords[name].value:
                 raw = _typed(name, self.passwords[name].value)
+            if raw in (None, {}) and field.is_required():
+                continue  # missing: said as "required", not as a wrong type
             out[name] = raw
         return out
 
@@ -394,7 +404,11 @@ class Form:
             return
         self.file, self.file_values = str(Path(path).resolve()), data
         self.fill(data)
-        self.status.value = f"Loaded {_esc(path)}: check the fields, then use them."
+        if self.check_and_show() is not None:
+            self.status.value = (
+                f"Loaded {_esc(path)}: valid. Check the fields, then press "
+                "<b>Use these parameters</b>."
+            )
 
     # -- checking and accepting ----------------------------------------------------------
     def check(self) -> tuple[params_mod.Params | None, dict[str, str]]:
@@ -461,15 +475,18 @@ class Form:
         path = save_choice(self.file, changed)
         for pw in self.passwords.values():
             pw.value = ""  # out of the widget's state: it lives in _TYPED now
-        self.widget.close()
-        from IPython.display import display
-
-        display(
+        # Outputs of a widget's callback have no cell to go to: the form itself turns into
+        # the confirmation, and its fields are closed (their state leaves the front end).
+        old = self.widget.children
+        self.widget.children = (
             self._w.HTML(
-                f"<b>Saved</b> in {_esc(_home(path))}: these parameters serve every notebook of "
+                f"<b>Parameters saved</b> in {_esc(_home(path))}: they serve every notebook of "
                 "this JupyterLab. <code>rb</code> is ready: run the cells below."
-            )
+            ),
         )
+        self.widget.add_class("runbook-saved")
+        for child in old:
+            _close_all(child)
         if self.on_chosen is not None:
             self.on_chosen(p)
         return p
@@ -493,13 +510,19 @@ def _kind(annotation: Any) -> str:
         return "float"
     if typing.get_origin(annotation) is typing.Literal:
         return "choice"
-    if Secret in args:
-        return "secret"
     if typing.get_origin(annotation) is dict:
         return "users"
+    if Secret in args:
+        return "secret"
     if typing.get_origin(annotation) is list:
         return "list"
     return "text"
+
+
+def _close_all(widget: Any) -> None:
+    for child in getattr(widget, "children", ()):
+        _close_all(child)
+    widget.close()
 
 
 def _typed(name: str, value: str) -> Secret:
@@ -533,6 +556,15 @@ def _esc(text: str) -> str:
     import html
 
     return html.escape(str(text))
+
+
+def _short_path(path: str) -> str:
+    """A path as the operator reads it best: relative to the notebook's folder when short."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # pragma: no cover
+        rel = path
+    return rel if rel.count("..") <= 1 and len(rel) < len(path) else _home(Path(path))
 
 
 def _home(path: Path) -> str:

@@ -145,6 +145,9 @@ class Activity:
         if container is None:  # tqdm.auto chose a text bar after all
             return
         container.layout.width = "100%"
+        if self.total is None:  # tqdm draws a wait of unknown length as a tiny full bar
+            container.children[1].layout.width = "160px"
+            container.children[1].layout.min_width = "160px"
         self._handle = display(container, display_id=True)
 
     def _end(self, error: BaseException | None) -> None:
