@@ -431,6 +431,11 @@ class Form:
         except ParameterError as exc:
             p = None
             problems[exc.name.split(".")[0]] = exc.problem
+        if not values.get("registry_users"):  # checked by the model only once all else is right
+            problems.setdefault(
+                "registry_users",
+                "required: at least one user (for example: admin: env:REGISTRY_PASSWORD)",
+            )
         for name in (*params_mod.SECRET_FIELDS, "registry_users"):  # resolvable here?
             value = values.get(name)
             refs = list(value.values()) if isinstance(value, Mapping) else [value]
