@@ -11,7 +11,7 @@ import html
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import MutableMapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -186,10 +186,22 @@ def _preconnect(path: str, go: str) -> None:
     facts_mod.prefetch_common(connect(p))
 
 
-def start(namespace: Mapping[str, Any], notebook: str) -> Runbook:
-    """Validate the notebook's parameters and prepare its host (no connection yet)."""
+def start(namespace: MutableMapping[str, Any], notebook: str) -> Runbook:
+    """Validate the notebook's parameters and prepare its host (no connection yet).
+
+    Headless, the parameters are the notebook's own (papermill's). In JupyterLab the
+    operator's saved choice fills what the parameters cell leaves at its default, and a form
+    asks for it when nothing valid is chosen yet (see :mod:`runbook_lib.form`); accepting
+    the form sets ``rb`` in the notebook.
+    """
+    from . import form
+
     _short_tracebacks()
-    return Runbook(params_mod.from_namespace(namespace), notebook)
+
+    def chosen(p: params_mod.Params) -> None:
+        namespace["rb"] = Runbook(p, notebook)
+
+    return Runbook(form.parameters(namespace, on_chosen=chosen), notebook)
 
 
 def _short_tracebacks() -> None:

@@ -29,6 +29,41 @@ from .errors import CommandFailed, ConnectError, HostKeyError, ParameterError, R
 from .secrets import Secret
 
 Argv = Sequence[str]
+LineCallback = Callable[[str], None] | None
+
+
+class LineSplitter:
+    """Cut a stream of output chunks into lines for a callback, as they arrive.
+
+    ``\\n`` and ``\\r`` end a line (apt and docker redraw their progress with ``\\r``); a
+    partial line waits for the next chunk, and :meth:`close` delivers the last one. A
+    callback that fails is not called again: progress must never break a command.
+    """
+
+    def __init__(self, callback: Callable[[str], None]):
+        self._callback: Callable[[str], None] | None = callback
+        self._partial = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk or self._callback is None:
+            return
+        *lines, self._partial = (self._partial + chunk).replace(b"\r", b"\n").split(b"\n")
+        for line in lines:
+            if line:
+                self._call(line)
+
+    def close(self) -> None:
+        if self._partial:
+            self._call(self._partial)
+        self._partial = b""
+
+    def _call(self, line: bytes) -> None:
+        if self._callback is None:
+            return
+        try:
+            self._callback(line.decode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001
+            self._callback = None
 
 
 @dataclass(frozen=True)
@@ -82,8 +117,11 @@ class Host(ABC):
 
     # -- what subclasses implement -------------------------------------------------------
     @abstractmethod
-    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
-        """Run argv, feeding stdin, and return (exit code, stdout, stderr)."""
+    def _exec(
+        self, argv: Argv, stdin: bytes, timeout: float | None, *, on_line: LineCallback = None
+    ) -> tuple[int, bytes, bytes]:
+        """Run argv, feeding stdin, and return (exit code, stdout, stderr); when given,
+        call ``on_line`` with each output line as it arrives (see :class:`LineSplitter`)."""
 
     def close(self) -> None:  # noqa: B027 (optional for subclasses)
         """Release the connection, if any. The next call reconnects."""
@@ -104,19 +142,25 @@ class Host(ABC):
         check: bool = True,
         timeout: float | None = 600,
         display: str | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> Result:
         """Run a command given as an argument list and return its :class:`Result`.
 
         ``check=False`` returns a failed result instead of raising :class:`CommandFailed`,
         for probes. ``display`` replaces the command in results and errors when the
-        arguments themselves should not be shown.
+        arguments themselves should not be shown. ``on_line`` is called with each line of
+        standard output and standard error while the command runs (``\\r`` ends a line
+        too), e.g. ``progress.Activity.line``; the result holds the whole output as usual.
         """
         argv = [str(a) for a in argv]
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
         shown = display or shlex.join(argv)
         full, data = self._wrap(argv, data, privileged)
         start = time.monotonic()
-        code, out, err = self._exec(full, data, timeout)
+        if on_line is None:
+            code, out, err = self._exec(full, data, timeout)
+        else:
+            code, out, err = self._exec(full, data, timeout, on_line=on_line)
         result = Result(
             host=self.name,
             command=shown,
@@ -253,7 +297,11 @@ class LocalHost(Host):
         super().__init__(getpass.getuser() if os.geteuid() else "root", sudo_password)
         self.name = f"local ({self.user})"
 
-    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
+    def _exec(
+        self, argv: Argv, stdin: bytes, timeout: float | None, *, on_line: LineCallback = None
+    ) -> tuple[int, bytes, bytes]:
+        if on_line is not None:
+            return _stream_local(argv, stdin, timeout, on_line)
         try:
             proc = subprocess.run(list(argv), input=stdin, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -405,7 +453,9 @@ class SSHHost(Host):
                 client.close()
                 self._client = None
 
-    def _exec(self, argv: Argv, stdin: bytes, timeout: float | None) -> tuple[int, bytes, bytes]:
+    def _exec(
+        self, argv: Argv, stdin: bytes, timeout: float | None, *, on_line: LineCallback = None
+    ) -> tuple[int, bytes, bytes]:
         client = self.connect()
         command = shlex.join(argv)
         try:
@@ -417,7 +467,7 @@ class SSHHost(Host):
             if stdin:
                 chan.sendall(stdin)
             chan.shutdown_write()
-            return _collect(chan, timeout)
+            return _collect(chan, timeout, on_line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.discard(client)
             raise ConnectError(
@@ -427,15 +477,25 @@ class SSHHost(Host):
             ) from None
 
 
-def _collect(chan: paramiko.Channel, timeout: float | None) -> tuple[int, bytes, bytes]:
+def _collect(
+    chan: paramiko.Channel, timeout: float | None, on_line: LineCallback = None
+) -> tuple[int, bytes, bytes]:
     out, err = bytearray(), bytearray()
     deadline = None if timeout is None else time.monotonic() + timeout
     exited_at = None
+    # One splitter per stream, so that a line is never glued to the other stream's.
+    lines = (LineSplitter(on_line), LineSplitter(on_line)) if on_line else None
     while True:
         while chan.recv_ready():
-            out += chan.recv(65536)
+            chunk = chan.recv(65536)
+            out += chunk
+            if lines:
+                lines[0].feed(chunk)
         while chan.recv_stderr_ready():
-            err += chan.recv_stderr(65536)
+            chunk = chan.recv_stderr(65536)
+            err += chunk
+            if lines:
+                lines[1].feed(chunk)
         if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
             # sshd may send the exit status before the last of the output: the end of the
             # output is its EOF. A daemon the command started may keep the output open,
@@ -451,10 +511,60 @@ def _collect(chan: paramiko.Channel, timeout: float | None) -> tuple[int, bytes,
         # The channel's pipe wakes us when stdout data arrives or the channel closes;
         # the short timeout covers stderr-only output.
         select.select([chan], [], [], 0.05)
+    if lines:
+        lines[0].close()
+        lines[1].close()
     code = chan.recv_exit_status()
     if code == -1:
         raise EOFError("the connection closed before the command finished")
     return code, bytes(out), bytes(err)
+
+
+def _stream_local(
+    argv: Argv, stdin: bytes, timeout: float | None, on_line: Callable[[str], None]
+) -> tuple[int, bytes, bytes]:
+    """subprocess, with both outputs read by threads and passed on line by line."""
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except FileNotFoundError as exc:
+        return 127, b"", str(exc).encode()
+    chunks: tuple[bytearray, bytearray] = (bytearray(), bytearray())
+
+    def read(stream, into: bytearray) -> None:  # noqa: ANN001
+        lines = LineSplitter(on_line)
+        while chunk := stream.read1(65536):
+            into += chunk
+            lines.feed(chunk)
+        lines.close()
+
+    readers = [
+        threading.Thread(target=read, args=(s, b), daemon=True)
+        for s, b in zip((proc.stdout, proc.stderr), chunks, strict=True)
+    ]
+    for t in readers:
+        t.start()
+    try:
+        if stdin:
+            proc.stdin.write(stdin)  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
+    except BrokenPipeError:
+        pass
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        for t in readers:
+            t.join(2)
+        return 124, bytes(chunks[0]), bytes(chunks[1]) + b"\n(timed out)"
+    for t in readers:
+        t.join()
+    return code, bytes(chunks[0]), bytes(chunks[1])
 
 
 def _known_hosts_name(address: str, port: int) -> str:

@@ -1,12 +1,13 @@
-"""Headless Chromium for the browser tests: Debian's `chromium`, driven by playwright.
+"""A headless Chromium page (Debian's chromium, driven by playwright) for the browser tests.
 
-Skipped without chromium or playwright, unless RUNBOOK_REQUIRE_BROWSER=1 (CI), where a
+Skipped when chromium or playwright is missing, unless RUNBOOK_REQUIRE_BROWSER=1 (CI), where a
 missing browser fails. Screenshots go to tests/artifacts/ (ignored by git).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -15,29 +16,40 @@ CHROMIUM = os.environ.get("RUNBOOK_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-def _missing(why: str):
-    if os.environ.get("RUNBOOK_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{why} (RUNBOOK_REQUIRE_BROWSER=1)")
-    pytest.skip(why)
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed (pip install -e '.[test]')"
+    if not (os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM)):
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    return None
 
 
 @pytest.fixture(scope="session")
 def browser():
-    if not Path(CHROMIUM).exists():
-        _missing(f"no browser at {CHROMIUM}: apt-get install chromium")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _missing("playwright is not installed: pip install -e '.[test]'")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
+    why = _missing()
+    if why:
+        if os.environ.get("RUNBOOK_REQUIRE_BROWSER") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            # As root (CI) Chromium's sandbox cannot start; /dev/shm may be small.
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
+        yield browser
+        browser.close()
 
 
 @pytest.fixture
 def page(browser):
-    """A fresh page, 1280x900; requests leaving file:// fail the test that made them."""
+    """A fresh page, 1280x900. ``page.off_page`` lists every request that left file:// and
+    data: (a report must load nothing from the network)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     pg.off_page = []  # type: ignore[attr-defined]
@@ -49,7 +61,7 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def artifacts() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS

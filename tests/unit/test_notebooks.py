@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from runbook_lib.form import REQUIRED
 from runbook_lib.params import Params
 from runbook_lib.runner import notebooks
 
@@ -30,12 +31,36 @@ def test_notebook_shape(path):
     tagged = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
     assert len(tagged) == 1
     tree = ast.parse("".join(tagged[0]["source"]))
-    names = set()
+    names = []
     for node in tree.body:
         assert isinstance(node, ast.Assign), "parameters cell holds assignments only"
-        ast.literal_eval(node.value)
-        names.add(node.targets[0].id)
-    assert names == set(Params.model_fields)
+        value = ast.literal_eval(node.value)
+        name = node.targets[0].id
+        names.append(name)
+        # The defaults are the model's: JupyterLab's saved choice fills what is left at them.
+        field = Params.model_fields[name]
+        assert value == (None if field.is_required() else field.get_default()), name
+    assert set(names) == set(Params.model_fields)
+    # Out of the reader's way: collapsed in JupyterLab, the required parameters first.
+    assert tagged[0]["metadata"].get("jupyter", {}).get("source_hidden") is True
+    assert names[: len(REQUIRED)] == list(REQUIRED)
+    # Complete kernel metadata, as the kernel reports it: opening the notebook in JupyterLab
+    # does not mark it modified.
+    meta = nb["metadata"]
+    assert meta["kernelspec"] == {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    assert {
+        "codemirror_mode",
+        "file_extension",
+        "mimetype",
+        "name",
+        "nbconvert_exporter",
+        "pygments_lexer",
+        "version",
+    } <= set(meta["language_info"])
     # Ends by recording its outcome for the runner.
     assert "".join(code[-1]["source"]).strip() == "rb.finish()"
     # Thin: no imports beyond the library, no sys.path edits.
