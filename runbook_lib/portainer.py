@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from . import probe
+from . import probe, progress
 from .context import Runbook
 from .errors import ParameterError, RunbookError, WaitTimeout
 from .params import PORTAINER_EDGE_PORT, Params
@@ -208,8 +208,15 @@ def _timed_out(answer: probe.Answer) -> bool:
 
 
 def _wait(rb: Runbook, timeout: float, accept: tuple[int, ...] = (200, 303)) -> probe.Answer:
-    """Poll ``/api/system/status`` until it answers one of ``accept``."""
-    start, last, shown = time.monotonic(), "nothing yet", 0.0
+    """Poll ``/api/system/status`` until it answers one of ``accept``, showing progress."""
+    with progress.activity("waiting for Portainer", total=timeout, unit="s", quiet=1) as act:
+        return _poll(rb, timeout, accept, act)
+
+
+def _poll(
+    rb: Runbook, timeout: float, accept: tuple[int, ...], act: progress.Activity
+) -> probe.Answer:
+    start, last = time.monotonic(), "nothing yet"
     while True:
         try:
             answer = _get(rb, "/api/system/status")
@@ -225,9 +232,7 @@ def _wait(rb: Runbook, timeout: float, accept: tuple[int, ...] = (200, 303)) -> 
                 f"Portainer did not answer within {timeout:.0f} s; last seen: {last}\n"
                 f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
             )
-        if waited - shown >= 5:
-            print(f"waiting for Portainer ({waited:.0f} s): {last}", flush=True)
-            shown = waited
+        act.update(last, n=max(0.0, min(waited, timeout) - act.count))
         time.sleep(0.5)
 
 

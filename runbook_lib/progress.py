@@ -82,7 +82,15 @@ def interactive() -> bool:
 class Activity:
     """One long wait in progress; see the module's documentation."""
 
-    def __init__(self, label: str, total: float | None, unit: str, widget: bool, out: Any):
+    def __init__(
+        self,
+        label: str,
+        total: float | None,
+        unit: str,
+        widget: bool,
+        out: Any,
+        quiet: float = 0.0,
+    ):
         self.label = label
         self.total = total
         self.unit = unit
@@ -93,7 +101,11 @@ class Activity:
         self._last_shown = self.started
         self._bar = None
         self._handle = None
-        if widget:
+        # A wait that ends within ``quiet`` seconds shows nothing at all: most registry
+        # waits on a run with nothing to do last a few milliseconds.
+        self._quiet = quiet
+        self._widget_wanted = widget
+        if widget and not quiet:
             self._start_widget()
 
     # -- what a step calls -----------------------------------------------------------------
@@ -108,6 +120,9 @@ class Activity:
         if text is not None:
             self.text = _short(text)
         self.count += n
+        if self._widget_wanted and self._bar is None and self.seconds >= self._quiet:
+            self._widget_wanted = False
+            self._start_widget()
         if self._bar is not None:
             if text is not None:
                 self._bar.set_postfix_str(self.text, refresh=False)
@@ -152,6 +167,9 @@ class Activity:
 
     def _end(self, error: BaseException | None) -> None:
         took = self.seconds
+        shown = self._bar is not None or self._last_shown > self.started
+        if error is None and not shown and took < self._quiet:
+            return
         if error is None:
             final = f"{self.label}: done in {took:.0f} s"
         else:
@@ -174,9 +192,12 @@ class Activity:
 
 
 @contextmanager
-def activity(label: str, total: float | None = None, unit: str = "it") -> Iterator[Activity]:
-    """Show progress while the block runs; end with one plain line. See the module doc."""
-    act = Activity(label, total, unit, widget=interactive(), out=sys.stdout)
+def activity(
+    label: str, total: float | None = None, unit: str = "it", quiet: float = 0.0
+) -> Iterator[Activity]:
+    """Show progress while the block runs; end with one plain line. See the module doc.
+    With ``quiet``, a block that ends within that many seconds shows nothing."""
+    act = Activity(label, total, unit, widget=interactive(), out=sys.stdout, quiet=quiet)
     try:
         yield act
     except BaseException as exc:

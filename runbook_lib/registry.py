@@ -11,7 +11,7 @@ import shlex
 import ssl
 import time
 
-from . import probe, stackfile
+from . import probe, progress, stackfile
 from .certs import ca_pem, layout
 from .context import Runbook
 from .errors import MissingInput, RunbookError, WaitTimeout
@@ -249,6 +249,11 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> Verified:
     service's current task, showing progress every 5 s and giving up early when the task
     cannot start. The probe goes first (a few milliseconds); Docker is asked about the
     service when the probe succeeds, and once a second otherwise."""
+    with progress.activity("waiting for the registry", total=timeout, unit="s", quiet=1) as act:
+        return _poll_ready(rb, timeout, act)
+
+
+def _poll_ready(rb: Runbook, timeout: float, act: progress.Activity) -> Verified:
     p, ca = rb.p, ca_pem(rb)
     start, last, shown, asked = time.monotonic(), "nothing yet", 0.0, 0.0
     checked = float("-inf")  # when the task that answered was last found not current
@@ -306,8 +311,9 @@ def wait_ready(rb: Runbook, timeout: float = 180.0) -> Verified:
                     f"its task: {task}. See `docker service ps --no-trunc "
                     f"{p.stack_name}_{SERVICE}` on the host."
                 )
-            print(f"waiting for the registry ({waited:.0f} s): {last}; task: {task}", flush=True)
+            act.update(f"{last}; task: {task}")
             shown = waited
+        act.update(n=max(0.0, min(waited, timeout) - act.count))
         # A registry usually answers within a second or two of its deploy: poll briskly.
         time.sleep(0.05 if waited < 10 else 0.5)
 

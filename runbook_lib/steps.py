@@ -52,17 +52,26 @@ COLOURS = {
 
 @dataclass(frozen=True)
 class Cmd:
-    """A command to run as root; ``stdin`` may carry data (never shown)."""
+    """A command to run as root; ``stdin`` may carry data (never shown). A long one
+    (``watch=True``: an install, a pull) shows its output's latest line as live progress
+    (:mod:`runbook_lib.progress`)."""
 
     argv: Sequence[str]
     stdin: bytes | str | None = None
     timeout: float | None = 600
+    watch: bool = False
 
     def describe(self) -> str:
         return shlex.join(self.argv)
 
     def apply(self, host: Host) -> None:
-        host.run(self.argv, stdin=self.stdin, timeout=self.timeout)
+        if not self.watch:
+            host.run(self.argv, stdin=self.stdin, timeout=self.timeout)
+            return
+        from . import progress
+
+        with progress.activity(self.describe(), quiet=1) as p:
+            host.run(self.argv, stdin=self.stdin, timeout=self.timeout, on_line=p.line)
 
     def diff(self) -> dict[str, str] | None:
         return None

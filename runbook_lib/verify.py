@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 
-from . import probe
+from . import probe, progress
 from .certs import ca_pem
 from .context import Runbook
 from .engine import docker_run
@@ -49,14 +49,16 @@ def repo_and_tag(rb: Runbook) -> tuple[str, str]:
 
 def _with_login(rb: Runbook, *argv: str) -> str:
     user, password = first_user(rb)
-    return rb.host.sh(
-        _WITH_LOGIN,
-        user,
-        rb.p.registry,
-        *argv,
-        stdin=password,
-        display=f"docker login {rb.p.registry} (as {user}) && {' '.join(argv)}",
-    ).stdout
+    with progress.activity(" ".join(argv), quiet=1) as p:  # a push or pull: its layers
+        return rb.host.sh(
+            _WITH_LOGIN,
+            user,
+            rb.p.registry,
+            *argv,
+            stdin=password,
+            display=f"docker login {rb.p.registry} (as {user}) && {' '.join(argv)}",
+            on_line=p.line,
+        ).stdout
 
 
 def held(rb: Runbook) -> bool:
