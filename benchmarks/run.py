@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = Path(os.environ.get("LAB_DIR", "/var/lib/runbook-lab"))
 PARAMS = ROOT / "parameters/lab-local.yaml"
@@ -70,7 +72,8 @@ def runbook(out: Path) -> tuple[float, dict]:
     start = time.monotonic()
     sh(str(ROOT / ".venv/bin/runbook"), "run", str(PARAMS), "--out", str(out))
     took = time.monotonic() - start
-    folder = sorted(out.iterdir())[-1]
+    # The run's folder (runs/index.html, the list of all runs, sits beside it).
+    folder = sorted(p for p in out.iterdir() if p.is_dir())[-1]
     summary = json.loads((folder / "summary.json").read_text())
     fixed = []
     for nb in summary["notebooks"]:
@@ -111,10 +114,9 @@ def bcrypt_costs(out: Path, costs=(5, 10, 12)) -> dict[int, float]:
     for cost in costs:
         pw = secrets.token_hex(12)
         os.environ["RB_BENCH_PASSWORD"] = pw
-        out_params.write_text(
-            PARAMS.read_text()
-            + f"registry_bcrypt_cost: {cost}\nregistry_users: {{admin: env:RB_BENCH_PASSWORD}}\n"
-        )
+        values = yaml.safe_load(PARAMS.read_text())
+        values.update(registry_bcrypt_cost=cost, registry_users={"admin": "env:RB_BENCH_PASSWORD"})
+        out_params.write_text(yaml.safe_dump(values))
         sh(
             str(ROOT / ".venv/bin/runbook"),
             "run",

@@ -226,11 +226,32 @@ def exporter():
     from nbconvert import HTMLExporter
     from traitlets.config import Config
 
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    class PageExporter(HTMLExporter):
+        """HTMLExporter without its final BeautifulSoup pass (nbconvert/exporters/html.py,
+        ``from_notebook_node``): it only adds alt texts to images and tab stops to code
+        cells, which these pages have neither of, and it re-parses every page whole (the
+        lab theme's CSS included), about half of a page's cost."""
+
+        def from_notebook_node(self, nb, resources=None, **kw):  # noqa: ANN001, ANN201
+            resources = self._init_resources(resources)
+            # Code input is left out of these pages: no highlighting is ever called for.
+            self.register_filter("highlight_code", lambda source, **_: source)
+            self.register_filter(
+                "filter_data_type",
+                WidgetsDataTypeFilter(
+                    notebook_metadata=self._nb_metadata, parent=self, resources=resources
+                ),
+            )
+            return TemplateExporter.from_notebook_node(self, nb, resources, **kw)
+
     config = Config()
     # The defaults and papermill's injected values: the index shows the parameters once.
     config.TagRemovePreprocessor.enabled = True
     config.TagRemovePreprocessor.remove_cell_tags = {"parameters", "injected-parameters"}
-    return HTMLExporter(
+    return PageExporter(
         config=config,
         template_name="runbook",
         extra_template_basedirs=[str(TEMPLATES)],
@@ -312,13 +333,23 @@ class Renderer:
 
     def __init__(self, folder: Path, env: Mapping[str, str] | None = None):
         self.folder = Path(folder)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runbook_lib.report", "--follow", str(self.folder)],
-            stdin=subprocess.PIPE,
-            text=True,
-            env=dict(env or os.environ),
-            start_new_session=True,
-        )
+        self.env = dict(env or os.environ)
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen:
+        # Started with the first notebook's page, not with the run: the kernel's start and
+        # the first notebook are the run's busiest second, and this machine may have two
+        # cores, one of them serving the host (the lab's host is this machine).
+        if self._proc is None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "runbook_lib.report", "--follow", str(self.folder)],
+                stdin=subprocess.PIPE,
+                text=True,
+                env=self.env,
+                start_new_session=True,
+            )
+        return self._proc
 
     def notebook(self, outcome: Mapping[str, Any], run: Mapping[str, Any]) -> None:
         """Render this executed notebook now (``outcome``: its entry in the summary)."""
