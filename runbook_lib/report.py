@@ -224,10 +224,9 @@ def exporter():
     """nbconvert's HTML exporter for an executed notebook: the ``lab`` look, no code input,
     no parameters cells, no scripts (see templates/runbook/index.html.j2)."""
     from nbconvert import HTMLExporter
-    from traitlets.config import Config
-
     from nbconvert.exporters.templateexporter import TemplateExporter
     from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+    from traitlets.config import Config
 
     class PageExporter(HTMLExporter):
         """HTMLExporter without its final BeautifulSoup pass (nbconvert/exporters/html.py,
