@@ -255,17 +255,46 @@ def ca_pem(rb: Runbook) -> bytes:
     return rb.cache["ca.crt"]
 
 
-def plan_trust(host, ca: bytes, names: list[str], port: int) -> list:
+# Docker trusts every *.crt file in a registry's certs.d folder (its certificates
+# directory loader, registry/config.go ReadCertsDirectory): the one a new certificate
+# replaces stays trusted under this name until the registry answers with the new one.
+PREVIOUS = "previous-ca.crt"
+
+
+def plan_trust(host, ca: bytes, names: list[str], port: int, keep_previous: bool = True) -> list:
     """Folders and ca.crt files for Docker's trust of every registry name
-    (``install -d`` creates /etc/docker/certs.d itself when missing)."""
+    (``install -d`` creates /etc/docker/certs.d itself when missing). A ca.crt that is
+    replaced is kept as previous-ca.crt (``keep_previous``): the registry still serves
+    the old certificate until notebook 07 deploys the new one, and a run that stops in
+    between must not leave clients unable to pull."""
+    import hashlib
+
     dirs = trust_dirs(names, port)
     states = path_states(host, *dirs, *(f"{d}/ca.crt" for d in dirs))
     shown = _ca_summary(ca)
     plan = []
     for d, dstate, fstate in zip(dirs, states[: len(dirs)], states[len(dirs) :], strict=True):
         plan += plan_dir(dstate, d, 0o755)
+        replaced = fstate.exists and fstate.sha256 != hashlib.sha256(ca).hexdigest()
+        if replaced and keep_previous:
+            plan.append(Cmd(["cp", "-p", f"{d}/ca.crt", f"{d}/{PREVIOUS}"]))
         plan += [replace(a, summary=shown) for a in plan_file(fstate, f"{d}/ca.crt", ca)]
     return plan
+
+
+@step("Only the current certificate trusted")
+def forget_previous(rb: Runbook) -> Plan:
+    """Once the registry answers with its new certificate (notebook 07's wait), Docker stops
+    trusting the one it replaced."""
+    dirs = trust_dirs(rb.p.all_registry_names, rb.p.registry_port)
+    states = path_states(rb.host, *(f"{d}/{PREVIOUS}" for d in dirs))
+    old = [f"{d}/{PREVIOUS}" for d, s in zip(dirs, states, strict=True) if s.exists]
+    return Plan(
+        [Cmd(["rm", "-f", "--", *old])] if old else [],
+        changed="the replaced certificate is no longer trusted: the registry answers with "
+        "the new one",
+        unchanged="Docker trusts the current certificate only",
+    )
 
 
 def _ca_summary(ca: bytes) -> str | None:
@@ -330,7 +359,7 @@ def trust_on_runner(rb: Runbook) -> Outcome:
         return Skip(f"not asked (trust_on_runner: false){kept}")
     local = LocalHost()
     return Plan(
-        plan_trust(local, ca, rb.p.all_registry_names, rb.p.registry_port),
+        plan_trust(local, ca, rb.p.all_registry_names, rb.p.registry_port, keep_previous=False),
         changed=f"ca.crt installed here{kept}",
         unchanged=f"ca.crt already trusted here{kept}",
         on=local,

@@ -165,3 +165,28 @@ def test_trust_left_under_an_old_port_is_removed(built, tmp_path):
         back = run(built, only=["05", "07"])
     assert_clean(back)
     assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5000", "localhost:5000"]
+
+
+def test_a_run_stopped_after_a_new_certificate_leaves_clients_pulling(built, tmp_path):
+    """05 replaces the certificate; 07 has not deployed it yet. Docker keeps trusting the
+    old certificate beside the new one, so clients still pull from the registry that runs;
+    once 07 has the new one answering, only the new one is trusted."""
+    import yaml
+
+    values = yaml.safe_load(PARAMS.read_text())
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(yaml.safe_dump({**values, "registry_names": ["127.0.0.1", "127.0.0.2"]}))
+    stopped = run(built, params=renamed, only=["05"])
+    assert_clean(stopped)
+    assert stopped.notebooks[0].changed >= 1  # a new certificate, for the new name
+    assert pull_pushed_image()  # the old registry, trusted through the previous CA
+    assert "previous-ca.crt" in sh("ls /etc/docker/certs.d/localhost:5000")
+
+    finished = run(built, params=renamed, only=["05", "06", "07", "08"])
+    assert_clean(finished)
+    assert pull_pushed_image()
+    assert sh("ls /etc/docker/certs.d/localhost:5000").split() == ["ca.crt"]
+
+    back = run(built, only=["05", "07"])
+    assert_clean(back)
+    assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5000", "localhost:5000"]
