@@ -256,7 +256,7 @@ def ca_pem(rb: Runbook) -> bytes:
 
 
 # Docker trusts every *.crt file in a registry's certs.d folder (its certificates
-# directory loader, registry/config.go ReadCertsDirectory): the one a new certificate
+# directory loader, ReadCertsDirectory in moby's registry/registry.go): the one a new certificate
 # replaces stays trusted under this name until the registry answers with the new one.
 PREVIOUS = "previous-ca.crt"
 
