@@ -143,15 +143,24 @@ def resolve_secrets(p) -> None:
 
 def new_folder(root: Path, name: str) -> Path:
     """``root/name``, made now; ``name-2``, ``-3``… when runs start within the same second."""
-    root.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 1000):
-        folder = root / (name if n == 1 else f"{name}-{n}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{root}: too many runs named {name}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            folder = root / (name if n == 1 else f"{name}-{n}")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ParameterError(
+            "--out",
+            str(root),
+            f"cannot make a run folder there ({exc.strerror or exc}); name a folder you can "
+            "write to",
+            "runs",
+        ) from None
+    raise ParameterError("--out", str(root), f"holds 999 runs named {name} already", "runs")
 
 
 def read_report(nb_path: Path) -> dict[str, Any] | None:
@@ -262,13 +271,13 @@ def _run(kernel, params_file, start, only, check, out_root, log, record) -> RunS
     p = params_mod.load(values)
     resolve_secrets(p)
     chosen = select(notebooks(), start, only)
-    kernel.go()  # accepted: the kernel may connect to the host now
-
     now = datetime.now(timezone.utc)
     record["began"] = time.monotonic()
     folder = new_folder(
         Path(out_root), f"{now:%Y%m%dT%H%M%SZ}-{re.sub(r'[^A-Za-z0-9.-]', '_', p.host)}"
     )
+    kernel.go()  # accepted, and the record has its folder: the kernel may connect now
+
     summary = RunSummary(
         p.host,
         p.registry,

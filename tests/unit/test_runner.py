@@ -187,3 +187,16 @@ def test_a_prompt_secret_is_refused_before_anyone_is_asked(monkeypatch):
 
 def pytest_fail():
     raise AssertionError("getpass was called")
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(tmp_path):
+    import pytest as _pytest
+
+    from runbook_lib.errors import ParameterError
+    from runbook_lib.runner import new_folder
+
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for root in (a_file, a_file / "below", Path("/proc/runbook-test")):
+        with _pytest.raises(ParameterError, match=r"'--out'.*cannot make a run folder"):
+            new_folder(root, "run")
