@@ -319,13 +319,24 @@ def _poll_ready(rb: Runbook, timeout: float, act: progress.Activity) -> Verified
 
 
 def update_state_ok(rb: Runbook) -> str:
-    """The service's update state; an error when Docker stopped or rolled back the update."""
+    """The service's update state; an error when Docker stopped or rolled back the update
+    to the current stack. A rollback to the current stack (a later run put the parameters
+    back) is how the service should be."""
     update = update_state(rb)
-    if update == "paused" or update.startswith("rollback"):
+    stopped = update == "paused" or update.startswith("rollback")
+    going_back = update in ("rollback_started", "rollback_completed")
+    if going_back and deployed(rb)[0] == wanted_stack(rb).stack_digest:
+        stopped = False  # back to what the parameters say: wait for it as for any task
+    if stopped:
+        back = (
+            "; Docker went back to the registry's previous version, which still serves"
+            if update == "rollback_completed"
+            else ""
+        )
         raise RunbookError(
             f"Docker stopped the registry's update ({update}): its new task failed: "
-            f"{task_state(rb)}. See `docker service ps --no-trunc {rb.p.stack_name}_{SERVICE}` "
-            "on the host."
+            f"{task_state(rb)}{back}. See `docker service ps --no-trunc "
+            f"{rb.p.stack_name}_{SERVICE}` on the host."
         )
     return update
 

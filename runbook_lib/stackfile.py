@@ -17,6 +17,8 @@ registry 2.x and 3.x both read) with these changes:
   the port on the node running the task and pairs with ``endpoint_mode: dnsrr`` (no
   virtual IP either).
 * No healthcheck: the registry image has no shell or HTTP client to run one with.
+* A failed update rolls back (``update_config.failure_action: rollback``): the registry that
+  was serving comes back instead of staying down until a good run.
 * Least privilege: every capability dropped, a read-only root filesystem (the registry
   writes only to its volume), and its secrets readable by their owner alone (0400), not
   the default 0444.
@@ -158,6 +160,10 @@ def render(stack: RegistryStack) -> str:
     if stack.publish_mode == "host":
         deploy["endpoint_mode"] = "dnsrr"
     deploy["restart_policy"] = {"condition": stack.restart_condition}
+    # An update whose new task fails goes back to the old one by itself (Docker's default
+    # pauses it, with the old task already stopped): a bad image or configuration leaves
+    # the registry that was serving still serving.
+    deploy["update_config"] = {"failure_action": "rollback", "monitor": "5s"}
     deploy["placement"] = {"constraints": list(stack.placement)}
     if stack.stack_digest:
         deploy["labels"] = {STACK_LABEL: stack.stack_digest}

@@ -190,3 +190,30 @@ def test_a_run_stopped_after_a_new_certificate_leaves_clients_pulling(built, tmp
     back = run(built, only=["05", "07"])
     assert_clean(back)
     assert sh("ls /etc/docker/certs.d").split() == ["127.0.0.1:5000", "localhost:5000"]
+
+
+def test_a_failed_update_rolls_back_and_clients_still_pull(built, tmp_path):
+    """07 deploys an image that cannot start: the run fails naming the rollback, and Docker
+    brings back the registry that was serving."""
+    import yaml
+
+    values = yaml.safe_load(PARAMS.read_text())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump({**values, "registry_image": "registry:no-such-tag"}))
+    failed = run(built, params=broken, only=["07"])
+    assert failed.failed is not None and failed.failed.name == "07-registry"
+    deadline = time.monotonic() + 90
+    while not _pulls() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _pulls(), "the registry did not come back after the failed update"
+    assert "registry:2" in sh(
+        "docker service inspect manager_registry --format '{{.Spec.TaskTemplate.ContainerSpec.Image}}'"
+    )
+    assert_clean(run(built, only=["07"]))
+
+
+def _pulls() -> bool:
+    try:
+        return pull_pushed_image()
+    except AssertionError:
+        return False

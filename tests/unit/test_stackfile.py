@@ -67,6 +67,7 @@ def test_rendered_stack_file():
         "replicas": 1,
         "endpoint_mode": "dnsrr",
         "restart_policy": {"condition": "on-failure"},
+        "update_config": {"failure_action": "rollback", "monitor": "5s"},
         "placement": {"constraints": ["node.role == manager"]},
     }
     assert service["environment"] == {
