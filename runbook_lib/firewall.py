@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 
+from .facts import sections
 from .steps import Cmd
 
 CHAIN = "RUNBOOK-ALLOW"
@@ -65,15 +66,7 @@ def ours(lines: list[str]) -> list[str]:
 
 def parse(text: str) -> dict[str, list[str]]:
     """``== NAME`` sections of ``iptables -S NAME`` output (an absent chain: no lines)."""
-    out: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        if line.startswith("== "):
-            current = line[3:].strip()
-            out[current] = []
-        elif current and line.strip():
-            out[current].append(line.strip())
-    return out
+    return sections(text)
 
 
 def current_rules(state: dict[str, list[str]]) -> list[str]:

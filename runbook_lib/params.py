@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ParameterError
-from .secrets import Secret
+from .secrets import Secret, exposure
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
@@ -216,13 +216,9 @@ class Params(BaseModel):
             raise ValueError(f"no such file: {Path(v).expanduser()}")
         if v is not None:
             _private_key(Path(v).expanduser())
-            mode = Path(v).expanduser().stat().st_mode & 0o777
-            if mode & 0o077:
-                # As ssh itself refuses it ("UNPROTECTED PRIVATE KEY FILE").
-                raise ValueError(
-                    f"{Path(v).expanduser()} is readable or writable by group or others "
-                    f"(mode {mode:o}); make it yours alone: chmod 600 {Path(v).expanduser()}"
-                )
+            problem = exposure(Path(v).expanduser())
+            if problem:
+                raise ValueError(problem)
         return v
 
     @field_validator("allow_from")

@@ -22,15 +22,24 @@ _REF = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+|prompt)$")
 EXAMPLE = "env:NAME or file:~/.config/NAME.secret"
 
 
-def exposed(path: Path, parameter: str) -> None:
-    """Refuse a secret file that others may read, as ssh refuses such a private key
-    ("UNPROTECTED PRIVATE KEY FILE"): whoever can read it has the secret already."""
+def exposure(path: Path) -> str | None:
+    """What is wrong with a file that holds a secret (a password, a private key) when group
+    or others may read or write it, as ssh refuses such a key ("UNPROTECTED PRIVATE KEY
+    FILE"): whoever can read it has the secret already. None when it is its owner's alone."""
     mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise SecretError(
-            f"parameter {parameter!r}: {path} is readable or writable by group or others "
-            f"(mode {mode:o}); make it yours alone: chmod 600 {path}"
-        )
+    if not mode & 0o077:
+        return None
+    return (
+        f"{path} is readable or writable by group or others (mode {mode:o}); make it yours "
+        f"alone: chmod 600 {path}"
+    )
+
+
+def exposed(path: Path, parameter: str) -> None:
+    """Refuse a secret file that others may read (see :func:`exposure`)."""
+    problem = exposure(path)
+    if problem:
+        raise SecretError(f"parameter {parameter!r}: {problem}")
 
 
 class Secret:
