@@ -19,8 +19,9 @@ from pathlib import Path
 
 from . import safepath, tls
 from .context import Runbook
-from .errors import MissingInput, ParameterError, RunbookError
+from .errors import MissingInput, RunbookError
 from .hosts import LocalHost
+from .params import check_ca_dir
 from .steps import (
     Call,
     Cmd,
@@ -160,16 +161,7 @@ def ca_key_path(rb: Runbook) -> Path:
 
 def _runner_ca_key(rb: Runbook) -> bytes | None:
     path = ca_key_path(rb)
-    folder = path.parent
-    if folder.exists():
-        mode = folder.stat().st_mode & 0o777
-        if folder.stat().st_uid != os.getuid() or mode & 0o077:
-            raise ParameterError(
-                "tls_ca_dir",
-                str(folder),
-                f"holds the CA's private key, so it must be yours alone (mode {mode:o}): "
-                f"chmod 700 {folder}",
-            )
+    check_ca_dir(path.parent)  # checked when the parameters loaded; it may have changed
     try:
         return path.read_bytes()
     except FileNotFoundError:

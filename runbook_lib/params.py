@@ -315,6 +315,8 @@ class Params(BaseModel):
                 "registry_remove_users", both, "these users are also in registry_users", "[olduser]"
             )
         self._ports_apart()
+        if self.tls_ca:
+            check_ca_dir(Path(self.tls_ca_dir).expanduser())
         if self.portainer_enabled and self.stack_name == "portainer":
             raise ParameterError(
                 "stack_name",
@@ -357,6 +359,26 @@ class Params(BaseModel):
     @property
     def all_registry_names(self) -> list[str]:
         return list(dict.fromkeys([self.registry_host, *self.registry_names]))
+
+
+def check_ca_dir(folder: Path) -> None:
+    """With tls_ca, the folder that keeps the CA's key must be its owner's alone (it is
+    made 0700 when missing)."""
+    import os
+
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ParameterError("tls_ca_dir", str(folder), "is not a folder", EXAMPLES["tls_ca_dir"])
+    st = folder.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ParameterError(
+            "tls_ca_dir",
+            str(folder),
+            f"holds the CA's private key, so it must be yours alone (mode "
+            f"{st.st_mode & 0o777:o}): chmod 700 {folder}",
+            EXAMPLES["tls_ca_dir"],
+        )
 
 
 def _private_key(path: Path) -> None:

@@ -285,3 +285,17 @@ def test_what_is_not_a_private_key_is_named(tmp_path):
 def test_a_known_hosts_folder_is_named(tmp_path):
     with pytest.raises(ParameterError, match=r"known_hosts.*is a folder"):
         load(known_hosts=str(tmp_path))
+
+
+def test_a_ca_folder_others_can_enter_is_refused_with_tls_ca(tmp_path):
+    folder = tmp_path / "ca"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    assert load(tls_ca_dir=str(folder)).tls_ca is False  # not used without tls_ca
+    with pytest.raises(ParameterError, match=r"tls_ca_dir.*chmod 700"):
+        load(tls_ca=True, tls_ca_dir=str(folder))
+    folder.chmod(0o700)
+    assert load(tls_ca=True, tls_ca_dir=str(folder)).tls_ca is True
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ParameterError, match=r"tls_ca_dir.*not a folder"):
+        load(tls_ca=True, tls_ca_dir=str(tmp_path / "file"))
