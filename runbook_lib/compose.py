@@ -69,7 +69,9 @@ def plugin(rb: Runbook) -> Outcome:
     os_ = rb.facts().os
     if os_.family == "rhel":
         pkg = CE[-1]
-        plan = [Cmd([_yum(os_), "install", "-y", pkg], timeout=900, watch=True)]
+        plan = [
+            Cmd([_yum(os_), "install", "-y", pkg], timeout=900, watch=f"{_yum(os_)} install {pkg}")
+        ]
     else:
         pkg = pick_package(facts.shared(rb.host, "compose candidates", read_candidates))
         if pkg is None:
@@ -77,7 +79,7 @@ def plugin(rb: Runbook) -> Outcome:
                 "no Compose v2 package for this host; not needed: `docker stack deploy` reads "
                 "the stack file itself"
             )
-        plan = [Cmd([*APT, "install", pkg], timeout=900, watch=True)]
+        plan = [Cmd([*APT, "install", pkg], timeout=900, watch=f"apt-get install {pkg}")]
 
     def version(result: StepResult) -> None:
         r = rb.host.run(["docker", "compose", "version", "--short"], check=False)

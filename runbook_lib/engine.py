@@ -172,7 +172,7 @@ def plan_remove_old(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
     if not old:
         return []
     if os_.family == "debian":
-        return [Cmd([*APT, "remove", *old], watch=True)]
+        return [Cmd([*APT, "remove", *old], watch=f"apt-get remove {' '.join(old)}")]
     return [Cmd([_yum(os_), "remove", "-y", *old])]
 
 
@@ -205,8 +205,8 @@ def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
         if not os_.codename:
             raise UnsupportedHost(f"{os_.pretty}: no VERSION_CODENAME in /etc/os-release")
         return [
-            Cmd([*APT, "update"], watch=True),
-            Cmd([*APT, "install", "ca-certificates", "curl"], watch=True),
+            Cmd([*APT, "update"], watch="apt-get update"),
+            Cmd([*APT, "install", "ca-certificates", "curl"], watch="apt-get install curl"),
             Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
             Cmd(["curl", "-fsSL", f"{repo_url(os_)}/gpg", "-o", "/etc/apt/keyrings/docker.asc"]),
             Cmd(["chmod", "a+r", "/etc/apt/keyrings/docker.asc"]),
@@ -274,10 +274,20 @@ def plan_install(
             spec = [f"{p}-{bare}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
     if os_.family == "debian":
         return [
-            *([] if lists_fresh else [Cmd([*APT, "update"], watch=True)]),
-            Cmd([*APT, "install", "--allow-downgrades", *spec], timeout=1800, watch=True),
+            *([] if lists_fresh else [Cmd([*APT, "update"], watch="apt-get update")]),
+            Cmd(
+                [*APT, "install", "--allow-downgrades", *spec],
+                timeout=1800,
+                watch=f"apt-get install {' '.join(spec)}",
+            ),
         ]
-    return [Cmd([_yum(os_), "install", "-y", *spec], timeout=1800, watch=True)]
+    return [
+        Cmd(
+            [_yum(os_), "install", "-y", *spec],
+            timeout=1800,
+            watch=f"{_yum(os_)} install {' '.join(spec)}",
+        )
+    ]
 
 
 def plan_service(f: EngineFacts) -> list[Cmd]:
@@ -349,7 +359,7 @@ def available_versions(rb: Runbook) -> list[str]:
         found = _madison(rb, main)
         if not found and not rb.dry_run:
             # A new host's package lists are empty until the first update.
-            with progress.activity("apt-get update") as p:
+            with progress.activity("apt-get update", unit="lines", quiet=1) as p:
                 updated = rb.host.run([*APT, "update"], check=False, timeout=600, on_line=p.line)
             rb.host.changes += 1  # new package lists: facts read from the old are stale
             # The install that follows in this notebook need not update them again.
@@ -447,7 +457,7 @@ def wait_engine(rb: Runbook, timeout: float = 60.0) -> str:
 
 def docker_run(host: Host, image: str) -> str:
     """``docker run --rm IMAGE`` (pulled when missing); the first line it printed."""
-    with progress.activity(f"docker run --rm {image}", quiet=1) as p:  # pulled when missing
+    with progress.activity(f"docker run --rm {image}", unit="lines", quiet=1) as p:  # may pull
         out = host.run(["docker", "run", "--rm", image], timeout=300, on_line=p.line).stdout
     return next((line for line in out.splitlines() if line.strip()), "")
 

@@ -52,14 +52,14 @@ COLOURS = {
 
 @dataclass(frozen=True)
 class Cmd:
-    """A command to run as root; ``stdin`` may carry data (never shown). A long one
-    (``watch=True``: an install, a pull) shows its output's latest line as live progress
-    (:mod:`runbook_lib.progress`)."""
+    """A command to run as root; ``stdin`` may carry data (never shown). A long one (an
+    install) shows its output's latest line as live progress (:mod:`runbook_lib.progress`),
+    under ``watch``: a short name for it, such as ``apt-get install docker.io``."""
 
     argv: Sequence[str]
     stdin: bytes | str | None = None
     timeout: float | None = 600
-    watch: bool = False
+    watch: str = ""
 
     def describe(self) -> str:
         return shlex.join(self.argv)
@@ -70,7 +70,7 @@ class Cmd:
             return
         from . import progress
 
-        with progress.activity(self.describe(), quiet=1) as p:
+        with progress.activity(self.watch, unit="lines", quiet=1) as p:
             host.run(self.argv, stdin=self.stdin, timeout=self.timeout, on_line=p.line)
 
     def diff(self) -> dict[str, str] | None:

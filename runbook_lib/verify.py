@@ -49,7 +49,7 @@ def repo_and_tag(rb: Runbook) -> tuple[str, str]:
 
 def _with_login(rb: Runbook, *argv: str) -> str:
     user, password = first_user(rb)
-    with progress.activity(" ".join(argv), quiet=1) as p:  # a push or pull: its layers
+    with progress.activity(" ".join(argv), unit="lines", quiet=1) as p:  # a push, a pull
         return rb.host.sh(
             _WITH_LOGIN,
             user,
