@@ -87,7 +87,11 @@ def recap_text(summary: dict[str, Any]) -> str:
         f"{summary['notebook']}: {summary['status']} ({_counts(summary)}; "
         f"{summary.get('seconds', 0):.1f} s, started {summary.get('started', '?')})"
     )
-    lines = [head] + [f"{s.label:>12}  {s.name}: {s.reason}" for s in steps]
+    lines = [head]
+    for s in steps:
+        lines.append(f"{s.label:>12}  {s.name}: {s.reason}")
+        if s.status == "failed":
+            lines += [f"{'':>14}{k}: {v}" for k, v in s.details.items()]
     lines += [f"{'WARNING':>12}  {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)
 
@@ -105,6 +109,12 @@ def recap_html(summary: dict[str, Any]) -> str:
             f"<td style='text-align:left'>{esc(r.reason)}</td>"
             f"<td style='text-align:right'>{r.seconds:.1f} s</td></tr>"
         )
+        if r.status == "failed" and r.details:
+            shown = "\n".join(f"{k}: {v}" for k, v in r.details.items())
+            rows.append(
+                f"<tr><td></td><td></td><td colspan='2' style='text-align:left'>"
+                f'<pre style="margin:0;font-size:85%">{esc(shown)}</pre></td></tr>'
+            )
         for w in r.warnings:
             rows.append(
                 f'<tr><td style="text-align:left;color:{COLOURS["warning"]}"><b>warning</b></td>'

@@ -24,7 +24,7 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 from .errors import CommandFailed, RunbookError
 from .hosts import Host
@@ -321,9 +321,6 @@ class _Runbook(Protocol):
     def recap(self) -> Any: ...
 
 
-F = TypeVar("F", bound=Callable[..., StepResult])
-
-
 def step(
     name: str,
     *,
@@ -353,7 +350,13 @@ def step(
             except Exception as exc:
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
                 rb.results.append(
-                    StepResult(name, "failed", first, seconds=time.monotonic() - began)
+                    StepResult(
+                        name,
+                        "failed",
+                        first,
+                        details=_failure(exc),
+                        seconds=time.monotonic() - began,
+                    )
                 )
                 rb.recap()
                 if isinstance(exc, CommandFailed):
@@ -373,6 +376,17 @@ def step(
         return wrapper
 
     return decorate
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    """What the recap of a failed notebook shows of the failure: the command, its exit
+    code and the last lines of its output (a command's messages never hold a secret: they
+    are shown by their ``display``)."""
+    if not isinstance(exc, CommandFailed):
+        return {}
+    r = exc.result
+    tail = "\n".join((r.stderr.strip() or r.stdout.strip()).splitlines()[-8:])
+    return {"command": r.command, "exit code": r.exited, **({"output": tail} if tail else {})}
 
 
 def settle(rb: _Runbook, name: str, outcome: Outcome) -> StepResult:

@@ -230,3 +230,16 @@ def test_swarm_body_plans_init_from_canned_facts():
     rb = Notebook(host=NoHost(), facts=facts(state="active"))
     rb.p = Params()
     assert swarm.init.body(rb).actions == []
+
+
+def test_a_failed_command_leaves_its_command_and_output_in_the_recap():
+    from runbook_lib.context import recap_html, recap_text
+
+    rb = Notebook()
+    plan = Plan([Cmd(["sh", "-c", "echo 'no space left' >&2; exit 3"])], changed="")
+    with pytest.raises(CommandFailed):
+        outcome_step(plan)(rb)
+    (failed,) = rb.results
+    assert failed.details["exit code"] == 3 and failed.details["output"] == "no space left"
+    summary = report("07", rb.results)
+    assert "no space left" in recap_text(summary) and "no space left" in recap_html(summary)
