@@ -235,6 +235,14 @@ class Params(BaseModel):
             out.append(str(net))
         return list(dict.fromkeys(out))
 
+    @field_validator("docker_version")
+    @classmethod
+    def _version(cls, v: str | None) -> str | None:
+        # What Debian and RPM versions are made of: apt and dnf take it as one argument.
+        if v is not None and not re.fullmatch(r"[0-9][0-9A-Za-z.:+~_-]{0,63}", v):
+            raise ValueError("is not a package version (digits, letters and . : + ~ _ -)")
+        return v
+
     @field_validator("known_hosts")
     @classmethod
     def _known_hosts(cls, v: str) -> str:

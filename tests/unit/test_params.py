@@ -299,3 +299,14 @@ def test_a_ca_folder_others_can_enter_is_refused_with_tls_ca(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ParameterError, match=r"tls_ca_dir.*not a folder"):
         load(tls_ca=True, tls_ca_dir=str(tmp_path / "file"))
+
+
+@pytest.mark.parametrize("version", ["1;rm -rf /", "latest", "24.0.7 docker-ce", "-1"])
+def test_a_docker_version_that_is_no_version_is_refused(version):
+    with pytest.raises(ParameterError, match="docker_version"):
+        load(docker_version=version)
+
+
+@pytest.mark.parametrize("version", ["24.0.7", "5:24.0.7-1~debian.12~bookworm", "20.10.24+dfsg1"])
+def test_package_versions_are_accepted(version):
+    assert load(docker_version=version).docker_version == version
