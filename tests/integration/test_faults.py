@@ -3,6 +3,7 @@ connection dropped in the middle of a notebook, and runs stopped after each note
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import threading
@@ -217,3 +218,32 @@ def _pulls() -> bool:
         return pull_pushed_image()
     except AssertionError:
         return False
+
+
+@pytest.mark.parametrize("stop_after", ["04", "05", "06"])
+def test_a_change_stopped_before_its_deploy_leaves_clients_pulling(built, tmp_path, stop_after):
+    """A run that would change the certificate and the users stops after each notebook
+    before 07: the registry that was serving still serves, over TLS Docker trusts."""
+    import yaml
+
+    values = yaml.safe_load(PARAMS.read_text())
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(
+        yaml.safe_dump(
+            {
+                **values,
+                "registry_names": ["127.0.0.1", "127.0.0.3"],
+                "registry_users": {**values["registry_users"], "extra": "env:RB_EXTRA"},
+            }
+        )
+    )
+    os.environ["RB_EXTRA"] = "an-extra-password-123"
+    numbers = [p.name[:2] for p in runner.notebooks()]
+    try:
+        assert_clean(run(built, params=changed, only=[n for n in numbers if n <= stop_after]))
+        assert pull_pushed_image()
+    finally:
+        restored = tmp_path / "restored.yaml"
+        restored.write_text(yaml.safe_dump({**values, "registry_remove_users": ["extra"]}))
+        assert_clean(run(built, params=restored))
+    assert pull_pushed_image()
