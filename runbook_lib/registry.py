@@ -104,11 +104,12 @@ docker service ls -q | xargs -r docker service inspect \
 """
 
 
-def deployed(rb: Runbook) -> tuple[str | None, list[str]]:
+def deployed(rb: Runbook) -> tuple[str | None, list[str], int | None]:
     """The stack digest the running service was deployed from ("" when it has none, as a
-    service from an older runbook or from the tutorial; None when there is no service), and
-    the names of the swarm's secrets."""
-    label = f'{{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
+    service from an older runbook or from the tutorial; None when there is no service), the
+    names of the swarm's secrets, and the replicas the service asks for (someone may have
+    scaled it by hand)."""
+    label = f'{{{{.Spec.Mode.Replicated.Replicas}}}} {{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
     out = rb.host.sh(
         _DEPLOYED,
         f"{rb.p.stack_name}_{SERVICE}",
@@ -116,18 +117,22 @@ def deployed(rb: Runbook) -> tuple[str | None, list[str]]:
         display=f"docker service inspect {rb.p.stack_name}_{SERVICE}; docker secret ls",
     ).stdout
     head, _, secrets = out.partition("== secrets\n")
-    digest = head.strip()
-    return (None if digest == "<no service>" else digest), secrets.split()
+    if head.strip() == "<no service>":
+        return None, secrets.split(), None
+    replicas, _, digest = head.strip().partition(" ")
+    return digest.strip(), secrets.split(), int(replicas) if replicas.isdigit() else None
 
 
-def plan_deploy(current: str | None, stack: stackfile.RegistryStack) -> list:
+def plan_deploy(
+    current: str | None, stack: stackfile.RegistryStack, replicas: int | None = None
+) -> list:
     """Deploy when the service is missing or was deployed from another stack file.
 
     The stack reaches Docker on standard input (``--compose-file -``), as rendered here: the
     copy in WORK_DIR is the operator's record, never what root deploys, so nobody can swap
     it between its check and the deploy."""
-    if current == stack.stack_digest:
-        return []
+    if current == stack.stack_digest and replicas in (None, stack.replicas):
+        return []  # a service scaled by hand (to 0, say) is deployed again
     argv = ["docker", "stack", "deploy", "--compose-file", "-", stack.stack]
     return [Cmd(argv, stdin=stackfile.render(stack), timeout=900)]
 
@@ -158,8 +163,8 @@ def deploy(rb: Runbook) -> Outcome:
         stack = wanted_stack(rb)
     except MissingInput as exc:
         return _not_yet(rb, f"docker stack deploy {rb.p.stack_name}", exc)
-    current, secrets = deployed(rb)
-    plan = plan_deploy(current, stack)
+    current, secrets, replicas = deployed(rb)
+    plan = plan_deploy(current, stack, replicas)
     # Secrets of earlier versions go once the stack no longer names them: right after a
     # deploy, or on a later run. Which services name which secrets is asked only when
     # there are candidates: most runs have none.
@@ -173,7 +178,13 @@ def deploy(rb: Runbook) -> Outcome:
             # Docker may refuse one a task of the rolling update still holds: a later run
             # removes it.
             plan.append(Call(shlex.join(rm), lambda h: h.run(rm, check=False)))
-        why = "deployed" if current is None else "updated (the stack file changed)"
+        why = (
+            "deployed"
+            if current is None
+            else "updated (the stack file changed)"
+            if current != stack.stack_digest
+            else f"scaled back to {stack.replicas} (it asked for {replicas})"
+        )
         return Plan(plan, changed=f"{service} {why}")
     running = f"{service} runs from the current stack file ({stack.image})"
     if not old:

@@ -247,3 +247,14 @@ def test_a_change_stopped_before_its_deploy_leaves_clients_pulling(built, tmp_pa
         restored.write_text(yaml.safe_dump({**values, "registry_remove_users": ["extra"]}))
         assert_clean(run(built, params=restored))
     assert pull_pushed_image()
+
+
+def test_a_registry_scaled_down_by_hand_is_brought_back(built):
+    sh("docker service scale --detach manager_registry=0 >/dev/null")  # by hand
+    summary = run(built, only=["07"])
+    assert_clean(summary)
+    steps = runner.read_report(Path(summary.folder) / "07-registry.ipynb")["steps"]
+    service = next(s for s in steps if s["name"] == "Registry service")
+    assert service["status"] == "changed" and "scaled back to 1" in service["reason"]
+    assert pull_pushed_image()
+    assert [n.changed for n in run(built, only=["07"]).notebooks] == [0]

@@ -212,6 +212,8 @@ def test_the_digest_label_sees_every_change_of_the_file():
     assert registry.plan_deploy(one.stack_digest, moved)  # a new port is deployed
     assert registry.plan_deploy(None, one)  # no service yet
     assert registry.plan_deploy("", one)  # a service deployed by hand
+    assert registry.plan_deploy(one.stack_digest, one, 1) == []
+    assert registry.plan_deploy(one.stack_digest, one, 0)  # scaled down by hand
 
 
 def test_old_secrets_are_ours_unused_and_not_another_stacks():
