@@ -8,6 +8,7 @@ in everything the runs leave and in the process list sampled during the runs.
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import subprocess
@@ -84,7 +85,12 @@ def runs(lab, tmp_path_factory):
         "second": second,
         "check": check,
         "state": (before, after),
-        "secrets": [registry_password, (CLIENT / "deploy.password").read_text().strip()],
+        "secrets": [
+            registry_password,
+            (CLIENT / "deploy.password").read_text().strip(),
+            # As Docker's stored logins and HTTP Basic auth carry it.
+            base64.b64encode(f"admin:{registry_password}".encode()).decode(),
+        ],
         "processes": sampler.seen,
         "out": out,
         "params": as_root,
@@ -206,3 +212,10 @@ def test_no_secret_in_files_or_shell_history_on_the_host(runs):
         )
         hits = [p for p in r.stdout.splitlines() if not p.startswith("/tmp/pytest-")]
         assert hits == [], f"secret found in {hits}"
+
+
+def test_the_password_file_holds_bcrypt_hashes_at_the_documented_cost(runs):
+    """The README's bcrypt cost 10, as written on the host."""
+    line = Path(f"{WORK}/auth/htpasswd").read_text().splitlines()[0]
+    user, hashed = line.split(":", 1)
+    assert user == "admin" and hashed.startswith("$2y$10$"), hashed[:7]
