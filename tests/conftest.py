@@ -55,3 +55,17 @@ def sudo_host(lab):
 def nopass_host(lab):
     with lab_host("nopass") as h:
         yield h
+
+
+def stand_in_notebook(path: Path, code: str) -> None:
+    """A one-cell notebook for the runner's own tests (no host behind it)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)

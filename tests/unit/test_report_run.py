@@ -12,21 +12,9 @@ from pathlib import Path
 import pytest
 
 from runbook_lib import runner
+from tests.conftest import stand_in_notebook
 
 PLANTED = "planted-Kq3vX9wZ7mB2"
-
-
-def _notebook(path: Path, code: str) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(code)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
 
 
 @pytest.fixture
@@ -50,12 +38,16 @@ def _folder_text(folder: Path) -> str:
     return "\n".join(p.read_text() for p in folder.rglob("*") if p.is_file())
 
 
-def test_a_run_stopped_by_sigterm_records_the_interrupted_notebook(tmp_path, monkeypatch, params):
+def test_a_run_stopped_by_sigterm_records_the_interruptedstand_in_notebook(
+    tmp_path, monkeypatch, params
+):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01-quick.ipynb", "print('one')")
-    _notebook(nbs / "02-slow.ipynb", "import time\nprint('started', flush=True)\ntime.sleep(30)")
-    _notebook(nbs / "03-after.ipynb", "print('not reached')")
+    stand_in_notebook(nbs / "01-quick.ipynb", "print('one')")
+    stand_in_notebook(
+        nbs / "02-slow.ipynb", "import time\nprint('started', flush=True)\ntime.sleep(30)"
+    )
+    stand_in_notebook(nbs / "03-after.ipynb", "print('not reached')")
     monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
     f = params
     lines: list[str] = []
@@ -92,7 +84,7 @@ def test_a_run_stopped_by_sigterm_records_the_interrupted_notebook(tmp_path, mon
 def test_a_run_writes_its_report_before_it_says_done(tmp_path, monkeypatch, params, capsys):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01-one.ipynb", "print('one')")
+    stand_in_notebook(nbs / "01-one.ipynb", "print('one')")
     monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
     f = params
 

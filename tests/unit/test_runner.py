@@ -10,6 +10,7 @@ import pytest
 from runbook_lib import runner
 from runbook_lib.cli import main
 from runbook_lib.errors import ParameterError, SecretError
+from tests.conftest import stand_in_notebook
 
 NBS = [Path(f"{n}-x.ipynb") for n in ("01", "02", "03", "04", "05")]
 
@@ -76,19 +77,6 @@ def test_runs_within_one_second_get_their_own_folders(tmp_path):
     assert all(p.is_dir() for p in made)
 
 
-def _notebook(path: Path, code: str) -> None:
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(code)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-
-
 @pytest.fixture
 def listener():
     """A TCP port on loopback that counts who connects (nothing answers)."""
@@ -136,8 +124,8 @@ def test_the_kernel_connects_only_after_the_parameters_are_accepted(
 def test_a_dead_kernel_fails_its_notebook_and_the_run_is_recorded(tmp_path, monkeypatch, listener):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01-dies.ipynb", "import os\nos._exit(3)")
-    _notebook(nbs / "02-after.ipynb", "print('not reached')")
+    stand_in_notebook(nbs / "01-dies.ipynb", "import os\nos._exit(3)")
+    stand_in_notebook(nbs / "02-after.ipynb", "print('not reached')")
     monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
     f = _params(tmp_path, listener.getsockname()[1], "a-long-enough-test-password", monkeypatch)
     summary = runner.run(f, out_root=tmp_path / "runs", log=lambda *_: None)
