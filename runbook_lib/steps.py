@@ -372,7 +372,6 @@ def step(
             return result
 
         wrapper.body = fn  # type: ignore[attr-defined]
-        wrapper.step_name = name  # type: ignore[attr-defined]
         return wrapper
 
     return decorate

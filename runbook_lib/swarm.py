@@ -12,6 +12,7 @@ from . import firewall
 from .context import Runbook
 from .errors import ParameterError, RunbookError
 from .facts import HostFacts, read_swarm
+from .params import PORTAINER_EDGE_PORT
 from .steps import Call, Cmd, Outcome, Plan, Skip, StepResult, step
 
 # Interfaces Docker and container runtimes create; never the address other nodes use.
@@ -120,11 +121,9 @@ def _nothing(_host: object) -> None:
 
 def published_ports(rb: Runbook) -> list[int]:
     """The ports Docker publishes for the runbook's services."""
-    from .portainer import EDGE_PORT
-
     ports = [rb.p.registry_port]
     if rb.p.portainer_enabled:
-        ports += [rb.p.portainer_port, EDGE_PORT]
+        ports += [rb.p.portainer_port, PORTAINER_EDGE_PORT]
     return ports
 
 
