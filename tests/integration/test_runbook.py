@@ -28,13 +28,18 @@ WORK = "/home/docker"
 
 
 def host_state() -> str:
-    """What the runbook may change on the lab host, as text to compare."""
+    """What the runbook may change on the lab host, as text to compare: its files (names,
+    modes, owners, content), the trust under certs.d, Docker's daemon.json, the swarm, each
+    service's whole spec, secrets, volumes, images and the firewall's allow-list."""
     script = f"""
-    find {WORK} /etc/docker/certs.d -printf '%p %m %u\\n' 2>/dev/null | sort
-    find {WORK} -type f -exec sha256sum {{}} + 2>/dev/null | sort
+    find {WORK} /etc/docker -printf '%p %m %u\\n' 2>/dev/null | sort
+    find {WORK} /etc/docker -type f -exec sha256sum {{}} + 2>/dev/null | sort
     docker info --format '{{{{.Swarm.LocalNodeState}}}}'
-    docker service ls --format '{{{{.Name}}}} {{{{.Image}}}}'
+    for s in $(docker service ls -q); do docker service inspect --format '{{{{json .Spec}}}}' $s; done
     docker secret ls --format '{{{{.Name}}}}' | sort
+    docker volume ls --format '{{{{.Name}}}}' | sort
+    docker image ls --no-trunc --format '{{{{.Repository}}}}:{{{{.Tag}}}} {{{{.ID}}}}' | sort
+    iptables -S RUNBOOK-ALLOW 2>/dev/null
     """
     return subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
 
@@ -140,7 +145,12 @@ def test_no_secret_in_any_artifact(runs):
 
 
 def test_no_secret_on_a_command_line(runs):
-    assert runs["processes"], "the sampler saw nothing"
+    # A positive control: the sampler saw the runbook's own commands on the host (the push
+    # lasts long enough to be seen), so an empty search means something.
+    seen = runs["processes"]
+    assert any("docker push localhost:5000/" in line for line in seen), (
+        "the sampler missed the push"
+    )
     for line in runs["processes"]:
         for value in runs["secrets"]:
             assert value not in line
@@ -156,7 +166,7 @@ def test_secret_files_are_owner_only(runs):
         [
             "stat",
             "-c",
-            "%a %U %n",
+            "%a %U %G %n",
             f"{WORK}/certs",
             f"{WORK}/auth",
             f"{WORK}/auth/htpasswd",
@@ -166,12 +176,12 @@ def test_secret_files_are_owner_only(runs):
         text=True,
         check=True,
     ).stdout.split("\n")
-    modes = {line.split()[2]: line.split()[0] for line in out if line}
+    modes = {line.split()[3]: tuple(line.split()[:3]) for line in out if line}
     assert modes == {
-        f"{WORK}/certs": "700",
-        f"{WORK}/auth": "700",
-        f"{WORK}/auth/htpasswd": "600",
-        f"{WORK}/certs/localhost.key": "600",
+        f"{WORK}/certs": ("700", "root", "root"),
+        f"{WORK}/auth": ("700", "root", "root"),
+        f"{WORK}/auth/htpasswd": ("600", "root", "root"),
+        f"{WORK}/certs/localhost.key": ("600", "root", "root"),
     }
 
 

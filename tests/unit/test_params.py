@@ -170,10 +170,13 @@ def test_yaml_file_errors(tmp_path):
 def test_parameter_files_in_the_repo_are_valid():
     from tests.conftest import ROOT
 
+    read = []
     for path in (ROOT / "parameters").glob("*.yaml"):
         data = params.read_yaml(path)
         data.pop("ssh_key_file", None)  # the lab's key exists only where the lab is up
         params.load(data)
+        read.append(path.name)
+    assert {"example.yaml", "lab.yaml", "lab-local.yaml"} <= set(read), read
 
 
 def test_the_example_documents_every_parameter():

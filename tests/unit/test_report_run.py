@@ -38,9 +38,7 @@ def _folder_text(folder: Path) -> str:
     return "\n".join(p.read_text() for p in folder.rglob("*") if p.is_file())
 
 
-def test_a_run_stopped_by_sigterm_records_the_interruptedstand_in_notebook(
-    tmp_path, monkeypatch, params
-):
+def test_a_run_stopped_by_sigterm_records_the_interrupted_notebook(tmp_path, monkeypatch, params):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     stand_in_notebook(nbs / "01-quick.ipynb", "print('one')")
