@@ -1,5 +1,5 @@
 # make demo: install, bring up the lab, run the whole runbook against it.
-# make test: lint, notebook hygiene and every test (unit, lab, notebooks).
+# make test: lint, notebook hygiene, the lab's own check and every test (unit, lab, notebooks).
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -48,6 +48,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; }
 
 test: lint lab browser
+	bash tests/lab/check.sh
 	RUNBOOK_REQUIRE_LAB=1 RUNBOOK_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q -ra
 
 clean:

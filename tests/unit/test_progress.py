@@ -49,8 +49,28 @@ def test_local_host_streams_and_keeps_the_whole_output():
 
 
 def test_headless_outside_a_kernel(monkeypatch):
+    monkeypatch.delenv(progress.HEADLESS_ENV, raising=False)
     assert not progress.interactive()
+
+
+def test_headless_when_asked_even_in_a_kernel_a_person_watches(monkeypatch):
+    """A kernel whose execution may ask for input (JupyterLab's) is interactive, unless
+    ``RUNBOOK_HEADLESS`` says otherwise ("0" does not)."""
+    import types
+
+    import ipykernel  # noqa: F401 (what interactive() looks for first)
+    import IPython
+
+    kernel = types.SimpleNamespace(_allow_stdin=True)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: types.SimpleNamespace(kernel=kernel))
+    monkeypatch.delenv(progress.HEADLESS_ENV, raising=False)
+    assert progress.interactive()
+    monkeypatch.setenv(progress.HEADLESS_ENV, "0")
+    assert progress.interactive()
     monkeypatch.setenv(progress.HEADLESS_ENV, "1")
+    assert not progress.interactive()
+    monkeypatch.delenv(progress.HEADLESS_ENV)
+    kernel._allow_stdin = False  # papermill's and nbclient's executions
     assert not progress.interactive()
 
 

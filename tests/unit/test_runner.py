@@ -89,11 +89,12 @@ def listener():
         yield server
 
 
-def _connections(server, seconds: float) -> int:
+def _connections(server, seconds: float, first: bool = False) -> int:
+    """How many connect within ``seconds`` (or, with ``first``, 1 as soon as one does)."""
     import time
 
     count, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
+    while time.monotonic() < end and not (first and count):
         try:
             server.accept()[0].close()
             count += 1
@@ -112,13 +113,68 @@ def _params(tmp_path, port: int, password: str, monkeypatch) -> Path:
     return f
 
 
+# Seconds a booted kernel is given to reach the host: it takes ~0.01 s once allowed.
+GATE_WINDOW = 1.0
+
+
+@pytest.fixture
+def booted_first(monkeypatch, listener):
+    """Have the run wait until its kernel has booted (and so started its preconnect thread)
+    before it judges the parameters' secrets, and count who reaches the listener while the
+    booted kernel waits: a refusal then comes late enough for a kernel without the gate to
+    have reached the host (the kernel is killed when the run ends). The counts, one a run."""
+    seen: list[int] = []
+    kernels: list[runner.SharedKernel] = []
+
+    class Watched(runner.SharedKernel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            kernels.append(self)
+
+    judge = runner.resolve_secrets
+
+    def judge_after_boot(p):
+        kernels[-1].ready()
+        seen.append(_connections(listener, GATE_WINDOW))
+        judge(p)
+
+    monkeypatch.setattr(runner, "SharedKernel", Watched)
+    monkeypatch.setattr(runner, "resolve_secrets", judge_after_boot)
+    return seen
+
+
 def test_the_kernel_connects_only_after_the_parameters_are_accepted(
-    tmp_path, monkeypatch, listener
+    tmp_path, monkeypatch, listener, booted_first
 ):
     f = _params(tmp_path, listener.getsockname()[1], "qz7k", monkeypatch)  # too short
-    with pytest.raises(ParameterError):
+    with pytest.raises(ParameterError, match="registry_users"):
         runner.run(f, out_root=tmp_path / "runs")
-    assert _connections(listener, 1.5) == 0
+    assert booted_first == [0]
+    assert _connections(listener, 0.5) == 0
+
+
+def test_the_kernel_connects_once_the_parameters_are_accepted(
+    tmp_path, monkeypatch, listener, booted_first
+):
+    """The control of the test above: the same booted kernel and the same window, but the
+    parameters are accepted; the listener does count the kernel's connection."""
+    went: list[int] = []
+    go = runner.SharedKernel.go
+
+    class Seen(Exception):
+        pass
+
+    def go_and_watch(kernel):
+        go(kernel)
+        went.append(_connections(listener, GATE_WINDOW, first=True))
+        raise Seen  # the rest of the run is not this test's business
+
+    monkeypatch.setattr(runner.SharedKernel, "go", go_and_watch)
+    f = _params(tmp_path, listener.getsockname()[1], "a-long-enough-test-password", monkeypatch)
+    with pytest.raises(Seen):
+        runner.run(f, out_root=tmp_path / "runs", log=lambda *_: None)
+    assert booted_first == [0]
+    assert went == [1]
 
 
 def test_a_dead_kernel_fails_its_notebook_and_the_run_is_recorded(tmp_path, monkeypatch, listener):
