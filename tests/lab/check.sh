@@ -8,8 +8,7 @@ here=$(dirname "${BASH_SOURCE[0]}")
 lab_need_root
 lab_apt_install curl
 
-CHECK_PORT=${LAB_CHECK_PORT:-5999}
-CHECK_CONTAINER=runbook-lab-check-registry
+CHECK_CONTAINER=runbook-lab-check-registry-$$
 PASSWORD_FILE=$LAB_DIR/client/deploy.password
 work=$(mktemp -d)
 cleanup() {
@@ -66,16 +65,19 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
     ssh -o ControlPath="$work/master.sock" -p "$LAB_SSH_PORT" "root@$LAB_SSH_HOST" true </dev/null
 done
 ms=$(( ($(date +%s%N) - start) / 10000000 ))
-[ "$ms" -lt 100 ] || fail "a trivial remote command takes ${ms} ms (root's ~/.bashrc not replaced?)"
+# Seconds, not milliseconds, are what a slow ~/.bashrc costs; a busy machine may take 100 ms.
+[ "$ms" -lt 300 ] || fail "a trivial remote command takes ${ms} ms (root's ~/.bashrc not replaced?)"
 ok "trivial remote command: ${ms} ms"
 
 out=$(docker run --rm hello-world:latest) || fail "docker run hello-world"
 [ "$out" = "Hello from Docker!" ] || fail "hello-world printed '$out'"
 ok "hello-world runs"
 
-docker rm -f -v "$CHECK_CONTAINER" >/dev/null 2>&1 || true
-docker run -d --name "$CHECK_CONTAINER" -p "127.0.0.1:$CHECK_PORT:5000" registry:2 >/dev/null ||
+# A port Docker chooses: nothing else on this machine can hold it.
+docker run -d --name "$CHECK_CONTAINER" -p 127.0.0.1::5000 registry:2 >/dev/null ||
     fail "docker run registry:2"
+CHECK_PORT=$(docker port "$CHECK_CONTAINER" 5000/tcp | head -n 1)
+CHECK_PORT=${CHECK_PORT##*:}
 registry_answers() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CHECK_PORT/v2/")" = 200 ]
 }
