@@ -14,13 +14,14 @@ this module reads and writes the files on the host. Layout, as in the tutorial:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from . import safepath, tls
 from .context import Runbook
 from .errors import MissingInput, RunbookError
 from .hosts import LocalHost
+from .names import Names, trust_dirs
 from .params import check_ca_dir
 from .steps import (
     Call,
@@ -37,60 +38,15 @@ from .steps import (
 )
 
 
-@dataclass(frozen=True)
-class Layout:
-    work_dir: str
-    certs: str
-    auth: str
-    key: str
-    cert: str
-    ca_key: str
-    ca_cert: str
-    stack: str
-    portainer_stack: str
-
-    @classmethod
-    def of(cls, work_dir: str, registry_host: str) -> Layout:
-        certs = f"{work_dir}/certs"
-        return cls(
-            work_dir=work_dir,
-            certs=certs,
-            auth=f"{work_dir}/auth",
-            key=f"{certs}/{registry_host}.key",
-            cert=f"{certs}/{registry_host}.crt",
-            ca_key=f"{certs}/ca.key",
-            ca_cert=f"{certs}/ca.crt",
-            stack=f"{work_dir}/docker-compose.yml",
-            portainer_stack=f"{work_dir}/portainer-agent-stack.yml",
-        )
-
-    @property
-    def trusted(self) -> tuple[str, ...]:
-        """The files root trusts (the folders above them are checked with them)."""
-        return (
-            self.key,
-            self.cert,
-            self.ca_key,
-            self.ca_cert,
-            f"{self.auth}/htpasswd",
-            self.stack,
-            self.portainer_stack,
-        )
-
-
-def layout(rb: Runbook) -> Layout:
-    """Where the registry's files are; checked once per notebook before anything there is
-    read or written: only root may be able to change them (see :mod:`runbook_lib.safepath`)."""
-    lay = Layout.of(rb.p.work_dir, rb.p.registry_host)
+def layout(rb: Runbook) -> Names:
+    """Where the registry's files are (see :mod:`runbook_lib.names`); checked once per
+    notebook before anything there is read or written: only root may be able to change
+    them (see :mod:`runbook_lib.safepath`)."""
+    lay = rb.names
     if "work_dir checked" not in rb.cache:
         safepath.check(rb.host, "work_dir", *lay.trusted)
         rb.cache["work_dir checked"] = True
     return lay
-
-
-def trust_dirs(names: list[str], port: int) -> list[str]:
-    """Docker's per-registry trust folders: ``/etc/docker/certs.d/NAME:PORT``."""
-    return [f"/etc/docker/certs.d/{f'[{n}]' if ':' in n else n}:{port}" for n in names]
 
 
 @step("Work directory")
@@ -201,7 +157,7 @@ def ca_key(rb: Runbook) -> Plan:
     return Plan(plan, changed=f"the CA's key moved from the host to this machine, {here}")
 
 
-def _ca(rb: Runbook, lay: Layout):
+def _ca(rb: Runbook, lay: Names):
     """The local CA: kept when valid for a year more, else made anew (its key kept here)."""
     pem = rb.host.get(lay.ca_cert)
     # In check mode an earlier run's key may still be on the host (see ca_key).

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import facts as facts_mod
+from . import names as names_mod
 from . import params as params_mod
 from .errors import RunbookError
 from .hosts import Host, SSHHost
@@ -43,6 +44,11 @@ class Runbook:
     @property
     def dry_run(self) -> bool:
         return self.p.check_mode
+
+    @property
+    def names(self) -> names_mod.Names:
+        """The names and paths derived from the parameters (see :mod:`runbook_lib.names`)."""
+        return names_mod.of(self.p)
 
     def facts(self, refresh: bool = False) -> facts_mod.HostFacts:
         """The host's common facts, read once and kept while nothing changes the host

@@ -28,12 +28,11 @@ import yaml
 from . import probe, progress
 from .context import Runbook
 from .errors import ParameterError, RunbookError, WaitTimeout
+from .names import AGENT_SERVICE, PORTAINER_SERVICE, PORTAINER_STACK
 from .params import PORTAINER_EDGE_PORT, Params
 from .steps import Action, Call, Cmd, Outcome, Plan, Skip, Verified, path_states, plan_file, step
 
-STACK = "portainer"
-SERVER = f"{STACK}_portainer"
-AGENT = f"{STACK}_agent"
+STACK, SERVER, AGENT = PORTAINER_STACK, PORTAINER_SERVICE, AGENT_SERVICE
 ADMIN_USER = "admin"
 MIN_PASSWORD = 12  # Portainer's default minimum; it refuses shorter administrator passwords
 HTTPS_PORT = 9443  # inside the container
@@ -132,7 +131,7 @@ def check_parameters(rb: Runbook) -> Verified:
 def stack_path(rb: Runbook) -> str:
     from .certs import layout  # checks that only root can change the work directory
 
-    return layout(rb).portainer_stack
+    return layout(rb).portainer_stack_file
 
 
 def wanted(rb: Runbook) -> str:

@@ -91,7 +91,7 @@ def registry_port(rb: Runbook) -> Verified:
     p, f = rb.p, rb.facts()
     if not f.port_in_use(p.registry_port):
         return Verified(f"port {p.registry_port} is free")
-    service = f"{p.stack_name}_registry"
+    service = rb.names.registry_service
     if f.docker_server:
         r = rb.host.run(
             [

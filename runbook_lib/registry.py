@@ -18,8 +18,6 @@ from .errors import MissingInput, RunbookError, WaitTimeout
 from .steps import Call, Cmd, Done, Found, Outcome, Plan, Verified, path_states, plan_file, step
 from .users import htpasswd_path
 
-SERVICE = "registry"
-
 
 def _not_yet(rb: Runbook, what: str, exc: MissingInput) -> Plan:
     """In a dry run, a step whose inputs earlier notebooks would make is simply to do."""
@@ -32,7 +30,7 @@ _OUR_SECRET = re.compile(r"^registry_(cert|key|htpasswd)_[0-9a-f]{12}$")
 
 
 def stack_path(rb: Runbook) -> str:
-    return layout(rb).stack
+    return layout(rb).stack_file
 
 
 def wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
@@ -84,9 +82,7 @@ def stack_file(rb: Runbook) -> Plan:
 
 def _service(rb: Runbook, verb: str, *args: str):
     """``docker service VERB STACK_registry ARGS``, as a probe (a missing service is no error)."""
-    return rb.host.run(
-        ["docker", "service", verb, f"{rb.p.stack_name}_{SERVICE}", *args], check=False
-    )
+    return rb.host.run(["docker", "service", verb, rb.names.registry_service, *args], check=False)
 
 
 # The service's stack digest ("<no service>" when there is none), then every secret's name
@@ -112,9 +108,9 @@ def deployed(rb: Runbook) -> tuple[str | None, list[str], int | None]:
     label = f'{{{{.Spec.Mode.Replicated.Replicas}}}} {{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
     out = rb.host.sh(
         _DEPLOYED,
-        f"{rb.p.stack_name}_{SERVICE}",
+        rb.names.registry_service,
         label,
-        display=f"docker service inspect {rb.p.stack_name}_{SERVICE}; docker secret ls",
+        display=f"docker service inspect {rb.names.registry_service}; docker secret ls",
     ).stdout
     head, _, secrets = out.partition("== secrets\n")
     if head.strip() == "<no service>":
@@ -148,7 +144,7 @@ def old_secrets(
 
 def _used_by_other_services(rb: Runbook) -> set[str]:
     out = rb.host.sh(_IN_USE, display="the secrets each service names", check=False).stdout
-    ours = f"{rb.p.stack_name}_{SERVICE}"
+    ours = rb.names.registry_service
     return {
         secret
         for line in out.splitlines()
@@ -171,7 +167,7 @@ def deploy(rb: Runbook) -> Outcome:
     old = old_secrets(secrets, stack, set())
     if old:
         old = old_secrets(secrets, stack, _used_by_other_services(rb))
-    service = f"service {stack.stack}_{SERVICE}"
+    service = f"service {rb.names.registry_service}"
     rm = ["docker", "secret", "rm", *old]
     if plan:
         if old:
@@ -320,7 +316,7 @@ def _poll_ready(rb: Runbook, timeout: float, act: progress.Activity) -> Verified
                 raise WaitTimeout(
                     f"the registry did not answer after {waited:.0f} s; last seen: {last}; "
                     f"its task: {task}. See `docker service ps --no-trunc "
-                    f"{p.stack_name}_{SERVICE}` on the host."
+                    f"{rb.names.registry_service}` on the host."
                 )
             act.update(f"{last}; task: {task}")
             shown = waited
@@ -347,7 +343,7 @@ def update_state_ok(rb: Runbook) -> str:
         raise RunbookError(
             f"Docker stopped the registry's update ({update}): its new task failed: "
             f"{task_state(rb)}{back}. See `docker service ps --no-trunc "
-            f"{rb.p.stack_name}_{SERVICE}` on the host."
+            f"{rb.names.registry_service}` on the host."
         )
     return update
 
@@ -355,6 +351,6 @@ def update_state_ok(rb: Runbook) -> str:
 def _settled(rb: Runbook) -> bool:
     """Whether what answers is the service's current task."""
     update_state_ok(rb)
-    name = f"{rb.p.stack_name}_{SERVICE}"
+    name = rb.names.registry_service
     tasks = rb.host.sh(_TASKS, name, display=f"docker service ps {name}", check=False).stdout
     return runs_current(tasks, wanted_stack(rb))

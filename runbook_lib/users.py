@@ -16,7 +16,7 @@ from .steps import Plan, path_states, plan_file, step
 
 
 def htpasswd_path(rb: Runbook) -> str:
-    return f"{layout(rb).auth}/htpasswd"
+    return layout(rb).htpasswd
 
 
 @step("Registry users")
