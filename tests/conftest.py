@@ -19,16 +19,22 @@ LAB_ADDRESS, LAB_PORT = "127.0.0.1", 2222
 def _lab_up() -> bool:
     from runbook_lib.hosts import port_open
 
-    return (CLIENT / "id_ed25519").exists() and port_open(LAB_ADDRESS, LAB_PORT, 1.0)
+    # os.access, not Path.exists: the lab's folder is root's, and a normal user may not look.
+    return os.access(CLIENT / "id_ed25519", os.R_OK) and port_open(LAB_ADDRESS, LAB_PORT, 1.0)
+
+
+def lab_missing(why: str) -> None:
+    """Skip a lab test, saying why; fail it instead when RUNBOOK_REQUIRE_LAB=1."""
+    if os.environ.get("RUNBOOK_REQUIRE_LAB") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
 def lab() -> Path:
     """The lab's client folder; skips (or fails, when RUNBOOK_REQUIRE_LAB=1) without a lab."""
     if not _lab_up():
-        if os.environ.get("RUNBOOK_REQUIRE_LAB") == "1":
-            pytest.fail("the lab is not up: run `bash tests/lab/up.sh`")
-        pytest.skip("the lab is not up: run `bash tests/lab/up.sh`")
+        lab_missing("the lab is not up: run `bash tests/lab/up.sh` (as root)")
     return CLIENT
 
 
