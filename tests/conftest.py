@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.hosts import SSHHost
+from runbook_lib.hosts import LocalHost, SSHHost
 from runbook_lib.secrets import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,11 @@ def lab_missing(why: str) -> None:
 def lab() -> Path:
     """The lab's client folder; skips (or fails, when RUNBOOK_REQUIRE_LAB=1) without a lab."""
     if not _lab_up():
-        lab_missing("the lab is not up: run `bash tests/lab/up.sh` (as root)")
+        lab_missing(
+            "the lab is not up: run `bash tests/lab/up.sh`"
+            if os.geteuid() == 0
+            else "the lab is root's: run the lab tests as root (`bash tests/lab/up.sh` makes it)"
+        )
     return CLIENT
 
 
@@ -61,6 +65,15 @@ def sudo_host(lab):
 def nopass_host(lab):
     with lab_host("nopass") as h:
         yield h
+
+
+class UserHost(LocalHost):
+    """This machine as the user running the tests, never raised to root: the unit tests'
+    commands work in temporary folders, and a normal user may have no sudo. As root it is
+    LocalHost."""
+
+    def _wrap(self, argv, data, privileged):
+        return argv, data
 
 
 def stand_in_notebook(path: Path, code: str) -> None:
