@@ -22,7 +22,7 @@ from .context import Runbook
 from .errors import ParameterError, RunbookError, UnsupportedHost
 from .facts import DOCKER_SERVER_SH, OsRelease
 from .hosts import Host
-from .steps import Cmd, Found, Outcome, Plan, Put, Skip, StepResult, Verified, step
+from .steps import Call, Cmd, Found, Outcome, Plan, Put, Skip, StepResult, Verified, step
 
 REPO = "https://download.docker.com/linux"
 CE = [
@@ -87,6 +87,11 @@ echo '== repo'
 # Only files apt and dnf read: not the .save or .distUpgrade copies an upgrade leaves.
 grep -lsE '^[^#]*download\.docker\.com' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
   /etc/apt/sources.list.d/*.sources /etc/yum.repos.d/*.repo
+echo '== dpkg'
+# dpkg's journal holds a file while a dpkg run is unfinished: one runs now, or one was cut
+# short and apt refuses to work until `dpkg --configure -a` (apt's debSystem::CheckUpdates
+# looks for the same all-digit names).
+ls /var/lib/dpkg/updates 2>/dev/null | grep -E '^[0-9]+$' | head -n 1
 echo '== systemd'
 if test -d /run/systemd/system; then
   echo "enabled $(systemctl is-enabled docker 2>/dev/null || true)"
@@ -114,6 +119,7 @@ class EngineFacts:
     server: str = ""  # the engine's version when it answers
     sysv_script: bool = False  # /etc/init.d/docker, for hosts not run by systemd
     sysv_enabled: bool = False  # linked into a runlevel, so it starts at boot
+    dpkg_unfinished: bool = False  # dpkg's journal is not empty (see plan_finish_dpkg)
 
 
 def parse_facts(text: str) -> EngineFacts:
@@ -134,6 +140,7 @@ def parse_facts(text: str) -> EngineFacts:
         server=(s.get("server") or [""])[0],
         sysv_script="script" in s.get("sysv", []),
         sysv_enabled=any(line.startswith("/etc/rc") for line in s.get("sysv", [])),
+        dpkg_unfinished=bool(s.get("dpkg")),
     )
 
 
@@ -152,6 +159,28 @@ def packages(rb: Runbook) -> EngineFacts:
 facts.PREFETCH.append(lambda host: facts.prefetch(host, "engine", read_packages))
 
 
+def finish_dpkg(host: Host) -> None:
+    """Wait while another apt or dpkg runs (``apt-get check`` takes their lock, waiting up to
+    DPkg::Lock::Timeout; it fails at once on a dpkg that was cut short, which is expected),
+    then configure what a dpkg cut short left unpacked, keeping changed configuration files."""
+    host.run([*APT, "check"], check=False, timeout=600)
+    host.run(
+        [*APT[:2], "dpkg", "--force-confdef", "--force-confold", "--configure", "-a"],
+        timeout=1800,
+    )
+
+
+def plan_finish_dpkg(os_: OsRelease, f: EngineFacts) -> list[Call]:
+    """Before apt installs or removes anything on a host where a dpkg run is unfinished: an
+    install interrupted there (the run stopped, the host went down) leaves packages
+    unpacked but not configured, and apt refuses to work ("dpkg was interrupted") until
+    it is finished. One that still runs (the run that started it was interrupted, apt goes
+    on) is waited for."""
+    if os_.family != "debian" or not f.dpkg_unfinished:
+        return []
+    return [Call("dpkg --configure -a (after any apt or dpkg still running)", finish_dpkg)]
+
+
 def check_source(os_: OsRelease, source: str) -> None:
     if os_.family == "rhel" and source == "distribution":
         raise ParameterError(
@@ -165,14 +194,17 @@ def wanted_packages(os_: OsRelease, source: str) -> list[str]:
     return ["docker.io"] if (os_.family, source) == ("debian", "distribution") else CE
 
 
-def plan_remove_old(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
+def plan_remove_old(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd | Call]:
     """Remove the conflicting packages that are installed; nothing when none is."""
     check_source(os_, source)
     old = [p for p in CONFLICTS[(os_.family, source)] if p in f.installed]
     if not old:
         return []
     if os_.family == "debian":
-        return [Cmd([*APT, "remove", *old], watch=f"apt-get remove {' '.join(old)}")]
+        return [
+            *plan_finish_dpkg(os_, f),
+            Cmd([*APT, "remove", *old], watch=f"apt-get remove {' '.join(old)}"),
+        ]
     return [Cmd([_yum(os_), "remove", "-y", *old])]
 
 
@@ -197,7 +229,7 @@ def apt_sources(os_: OsRelease) -> str:
     )
 
 
-def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
+def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd | Put | Call]:
     """Add Docker's repository (the tutorial's yum-config-manager --add-repo)."""
     if source != "docker" or f.repo:
         return []
@@ -205,6 +237,7 @@ def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd]:
         if not os_.codename:
             raise UnsupportedHost(f"{os_.pretty}: no VERSION_CODENAME in /etc/os-release")
         return [
+            *plan_finish_dpkg(os_, f),
             Cmd([*APT, "update"], watch="apt-get update"),
             Cmd([*APT, "install", "ca-certificates", "curl"], watch="apt-get install curl"),
             Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
@@ -249,7 +282,7 @@ def plan_install(
     version: str | None,
     available: list[str] | None = None,
     lists_fresh: bool = False,
-) -> list[Cmd]:
+) -> list[Cmd | Call]:
     """Install the engine; pinned versions need ``available`` (from :func:`versions`).
     apt's package lists are updated first, unless ``lists_fresh`` (just updated)."""
     pkgs = wanted_packages(os_, source)
@@ -274,6 +307,7 @@ def plan_install(
             spec = [f"{p}-{bare}" if p in ("docker-ce", "docker-ce-cli") else p for p in pkgs]
     if os_.family == "debian":
         return [
+            *plan_finish_dpkg(os_, f),
             *([] if lists_fresh else [Cmd([*APT, "update"], watch="apt-get update")]),
             Cmd(
                 [*APT, "install", "--allow-downgrades", *spec],

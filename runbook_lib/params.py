@@ -9,6 +9,7 @@ the parameter, the bad value and a good example.
 from __future__ import annotations
 
 import ipaddress
+import os
 import posixpath
 import re
 from collections.abc import Mapping
@@ -212,8 +213,8 @@ class Params(BaseModel):
     @field_validator("ssh_key_file")
     @classmethod
     def _key_file(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).expanduser().is_file():
-            raise ValueError(f"no such file: {Path(v).expanduser()}")
+        if v is not None and not os.path.isfile(Path(v).expanduser()):  # False when unreadable
+            raise ValueError(f"no such file (or not one you may read): {Path(v).expanduser()}")
         if v is not None:
             _private_key(Path(v).expanduser())
             problem = exposure(Path(v).expanduser())
@@ -246,13 +247,16 @@ class Params(BaseModel):
     @field_validator("known_hosts")
     @classmethod
     def _known_hosts(cls, v: str) -> str:
-        path = Path(v).expanduser()
-        if path.is_dir():
+        # os.path's tests, not Path's: they answer False for a path in a folder this user
+        # may not read (Path.is_dir raises PermissionError there).
+        path = os.path.expanduser(v)
+        parent = os.path.dirname(path) or "."
+        if os.path.isdir(path):
             raise ValueError(f"{path} is a folder; name the known_hosts file in it")
-        if path.exists() and not path.is_file():
+        if os.path.exists(path) and not os.path.isfile(path):
             raise ValueError(f"{path} is not a regular file")
-        if not path.exists() and path.parent.exists() and not path.parent.is_dir():
-            raise ValueError(f"{path.parent} is not a folder")
+        if not os.path.exists(path) and os.path.exists(parent) and not os.path.isdir(parent):
+            raise ValueError(f"{parent} is not a folder")
         return v
 
     @field_validator("stack_name")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook_lib.hosts import SSHHost
+from runbook_lib.hosts import LocalHost, SSHHost
 from runbook_lib.secrets import Secret
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,16 +19,26 @@ LAB_ADDRESS, LAB_PORT = "127.0.0.1", 2222
 def _lab_up() -> bool:
     from runbook_lib.hosts import port_open
 
-    return (CLIENT / "id_ed25519").exists() and port_open(LAB_ADDRESS, LAB_PORT, 1.0)
+    # os.access, not Path.exists: the lab's folder is root's, and a normal user may not look.
+    return os.access(CLIENT / "id_ed25519", os.R_OK) and port_open(LAB_ADDRESS, LAB_PORT, 1.0)
+
+
+def lab_missing(why: str) -> None:
+    """Skip a lab test, saying why; fail it instead when RUNBOOK_REQUIRE_LAB=1."""
+    if os.environ.get("RUNBOOK_REQUIRE_LAB") == "1":
+        pytest.fail(why)
+    pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
 def lab() -> Path:
     """The lab's client folder; skips (or fails, when RUNBOOK_REQUIRE_LAB=1) without a lab."""
     if not _lab_up():
-        if os.environ.get("RUNBOOK_REQUIRE_LAB") == "1":
-            pytest.fail("the lab is not up: run `bash tests/lab/up.sh`")
-        pytest.skip("the lab is not up: run `bash tests/lab/up.sh`")
+        lab_missing(
+            "the lab is not up: run `bash tests/lab/up.sh`"
+            if os.geteuid() == 0
+            else "the lab is root's: run the lab tests as root (`bash tests/lab/up.sh` makes it)"
+        )
     return CLIENT
 
 
@@ -55,6 +65,15 @@ def sudo_host(lab):
 def nopass_host(lab):
     with lab_host("nopass") as h:
         yield h
+
+
+class UserHost(LocalHost):
+    """This machine as the user running the tests, never raised to root: the unit tests'
+    commands work in temporary folders, and a normal user may have no sudo. As root it is
+    LocalHost."""
+
+    def _wrap(self, argv, data, privileged):
+        return argv, data
 
 
 def stand_in_notebook(path: Path, code: str) -> None:

@@ -220,3 +220,39 @@ def test_install_skips_the_update_when_the_lists_were_just_updated():
     plan = argvs(engine.plan_install(DEBIAN, "distribution", NONE, None, lists_fresh=True))
     assert [a for a in plan if "update" in a] == []
     assert plan[-1][-1] == "docker.io"
+
+
+def test_an_unfinished_dpkg_is_finished_before_apt_runs():
+    # What an install cut short leaves: a file in dpkg's journal (the fresh-host lab test
+    # makes it for real); apt refuses to run until `dpkg --configure -a`.
+    cut = engine.parse_facts("== installed\n== repo\n== dpkg\n0007\n== systemd\n== end\n")
+    assert cut.dpkg_unfinished
+    assert not engine.parse_facts("== installed\n== dpkg\n== systemd\n== end\n").dpkg_unfinished
+    old = engine.EngineFacts(installed={"docker-ce": "5:24"}, dpkg_unfinished=True)
+    for plan in (
+        engine.plan_install(DEBIAN, "distribution", cut, None),
+        engine.plan_repo(DEBIAN, "docker", cut),
+        engine.plan_remove_old(DEBIAN, "distribution", old),
+    ):
+        assert plan[0].describe().startswith("dpkg --configure -a"), plan
+        assert [a for a in plan if a.describe().startswith("dpkg")] == plan[:1]
+    assert engine.plan_install(ROCKY9, "docker", engine.EngineFacts(dpkg_unfinished=True), None)
+    assert engine.plan_finish_dpkg(ROCKY9, cut) == []
+    # Nothing to install: nothing to finish either (apt is not run).
+    done = engine.EngineFacts(installed={"docker.io": "20.10"}, dpkg_unfinished=True)
+    assert engine.plan_install(DEBIAN, "distribution", done, None) == []
+
+
+def test_finishing_dpkg_waits_for_apt_then_configures():
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def run(self, argv, **kwargs):
+            self.calls.append((list(argv), kwargs.get("check", True)))
+
+    host = Recorder()
+    engine.finish_dpkg(host)
+    (wait, wait_check), (configure, configure_check) = host.calls
+    assert wait[-1] == "check" and "DPkg::Lock::Timeout=300" in wait and not wait_check
+    assert configure[-2:] == ["--configure", "-a"] and configure_check

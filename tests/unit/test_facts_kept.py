@@ -7,8 +7,8 @@ import threading
 import pytest
 
 from runbook_lib import facts
-from runbook_lib.hosts import LocalHost
 from runbook_lib.steps import Cmd, Plan, step
+from tests.conftest import UserHost
 
 
 class Counter:
@@ -45,7 +45,7 @@ def nothing(rb):
 
 
 def test_a_fact_is_read_once_until_the_host_changes():
-    host, read = LocalHost(), Counter()
+    host, read = UserHost(), Counter()
     assert facts.shared(host, "n", read) == 1
     assert facts.shared(host, "n", read) == 1
     # A step that changes the host makes every fact read before it stale.
@@ -59,13 +59,13 @@ def test_a_fact_is_read_once_until_the_host_changes():
 
 
 def test_facts_are_kept_per_host():
-    a, b, read = LocalHost(), LocalHost(), Counter()
+    a, b, read = UserHost(), UserHost(), Counter()
     assert facts.shared(a, "n", read) == 1
     assert facts.shared(b, "n", read) == 2
 
 
 def test_a_prefetched_fact_is_read_in_the_background_and_used_once_ready():
-    host, read = LocalHost(), Counter()
+    host, read = UserHost(), Counter()
     facts.prefetch(host, "n", read)
     assert facts.shared(host, "n", read) == 1
     assert read.reads == 1
@@ -73,14 +73,14 @@ def test_a_prefetched_fact_is_read_in_the_background_and_used_once_ready():
 
 
 def test_a_prefetch_from_before_a_change_is_not_used():
-    host, read = LocalHost(), Counter()
+    host, read = UserHost(), Counter()
     facts.prefetch(host, "n", read)
     touch(Notebook(host))
     assert facts.shared(host, "n", read) == 2
 
 
 def test_a_failed_read_is_tried_again():
-    host = LocalHost()
+    host = UserHost()
     calls = []
 
     def flaky(h):
@@ -96,7 +96,7 @@ def test_a_failed_read_is_tried_again():
 
 
 def test_facts_older_than_max_age_are_read_again(monkeypatch):
-    host, read = LocalHost(), Counter()
+    host, read = UserHost(), Counter()
     assert facts.shared(host, "n", read) == 1
     monkeypatch.setattr(facts, "MAX_AGE", 0.0)
     assert facts.shared(host, "n", read) == 2

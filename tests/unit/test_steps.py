@@ -1,6 +1,6 @@
 """The step decorator: what a body returns becomes a result; the decorator alone applies
 plans, honours check mode, skips, counts changes, times, names the step in errors and
-records. Against this machine (LocalHost runs real commands), without the lab."""
+records. Against this machine (real commands, as the user running the tests), without the lab."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from runbook_lib import swarm
 from runbook_lib.errors import CommandFailed, RunbookError
 from runbook_lib.facts import HostFacts, OsRelease, Swarm
-from runbook_lib.hosts import LocalHost
 from runbook_lib.steps import (
     Cmd,
     Done,
@@ -23,13 +22,14 @@ from runbook_lib.steps import (
     report,
     step,
 )
+from tests.conftest import UserHost
 
 
 class Notebook:
     """What a step needs of a notebook: a host, its results, check mode, a recap."""
 
     def __init__(self, host=None, dry_run=False, facts=None):
-        self.host = host or LocalHost()
+        self.host = host or UserHost()
         self.dry_run = dry_run
         self.results: list[StepResult] = []
         self.recaps = 0
