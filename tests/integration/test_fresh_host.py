@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -423,3 +424,40 @@ def test_second_run_changes_nothing(fresh_runs):
     assert [(n.name, n.changed) for n in second.notebooks] == [
         (n.name, 0) for n in second.notebooks
     ]
+
+
+# -- 6. this machine trusts the registry (trust_on_runner) ------------------------------------
+
+
+def test_trust_on_runner_lets_this_machine_pull(fresh_runs, fresh_host):
+    """The runner is another machine than the host here: with trust_on_runner, this
+    machine's Docker trusts the registry's CA, and a login and pull from here work."""
+    here = Path("/etc/docker/certs.d/10.204.0.2:5000")
+    trusting = fresh_host / "trusting.yaml"
+    trusting.write_text(
+        yaml.safe_dump({**yaml.safe_load(PARAMS.read_text()), "trust_on_runner": True})
+    )
+    shutil.rmtree(here, ignore_errors=True)
+    try:
+        summary = runner.run(trusting, only=["05"], out_root=fresh_host / "runs", **quiet)
+        assert summary.failed is None, summary.failed
+        assert steps(summary)["This machine trusts the registry"]["status"] == "changed"
+        assert (here / "ca.crt").read_bytes() == (Path(summary.folder) / "ca.crt").read_bytes()
+        pulled = subprocess.run(
+            [
+                "bash",
+                "-c",
+                "set -e; export DOCKER_CONFIG=$(mktemp -d); trap 'rm -rf $DOCKER_CONFIG' EXIT\n"
+                "docker login -u admin --password-stdin 10.204.0.2:5000 >/dev/null "
+                "< /var/lib/runbook-lab/client/registry-admin.password\n"
+                "docker pull -q 10.204.0.2:5000/hello-world\n"
+                "docker image rm 10.204.0.2:5000/hello-world >/dev/null",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        again = runner.run(trusting, only=["05"], out_root=fresh_host / "runs", **quiet)
+        assert [n.changed for n in again.notebooks] == [0]
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
