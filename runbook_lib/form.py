@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import params as params_mod
 from .errors import ParameterError, RunbookError
@@ -323,6 +323,11 @@ class Form:
                 placeholder="admin: env:REGISTRY_PASSWORD\n(one user a line)",
                 layout=w.Layout(width="320px", height="60px"),
             )
+        elif kind == "yaml":
+            widget = w.Textarea(
+                placeholder="- {address: 192.0.2.11}\n- {address: 192.0.2.12, role: manager}",
+                layout=w.Layout(width="320px", height="60px"),
+            )
         else:
             placeholder = {"secret": "env:NAME, file:PATH or prompt", "list": "a, b"}
             widget = w.Text(placeholder=placeholder.get(kind, ""), layout=width)
@@ -364,6 +369,8 @@ class Form:
                 )
             elif kind == "list":
                 value = ", ".join(map(str, value or []))
+            elif kind == "yaml":
+                value = _yaml_text(value)
             elif kind in ("secret", "text"):
                 value = "" if value is None else str(value)
             try:
@@ -385,6 +392,11 @@ class Form:
                 raw = users
             elif kind == "list":
                 raw = [x.strip() for x in str(raw).split(",") if x.strip()]
+            elif kind == "yaml":
+                try:
+                    raw = yaml.safe_load(str(raw)) or []
+                except yaml.YAMLError as exc:
+                    raw = f"<not YAML: {str(exc).splitlines()[0]}>"  # refused by the model
             elif kind in ("secret", "text"):
                 raw = str(raw).strip() or None
             if name in self.passwords and self.passwords[name].value:
@@ -520,8 +532,25 @@ def _kind(annotation: Any) -> str:
     if Secret in args:
         return "secret"
     if typing.get_origin(annotation) is list:
-        return "list"
+        # A list of records (the swarm's nodes) is written as YAML.
+        return (
+            "yaml"
+            if args and isinstance(args[0], type) and issubclass(args[0], BaseModel)
+            else "list"
+        )
     return "text"
+
+
+def _yaml_text(value: Any) -> str:
+    """Records as a YAML list, secrets by their reference, one record a line."""
+    rows = []
+    for item in value or []:
+        if isinstance(item, BaseModel):
+            item = item.model_dump(exclude_defaults=True)
+        item = {k: v.ref if isinstance(v, Secret) else v for k, v in dict(item).items()}
+        flow = yaml.safe_dump(item, default_flow_style=True, sort_keys=False, width=1 << 20)
+        rows.append(f"- {flow.strip()}")
+    return "\n".join(rows)
 
 
 def _close_all(widget: Any) -> None:

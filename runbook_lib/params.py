@@ -84,9 +84,65 @@ EXAMPLES: dict[str, str] = {
     "portainer_image": "portainer/portainer-ce:lts",
     "portainer_port": "9443",
     "portainer_admin_password": "env:PORTAINER_PASSWORD",
+    "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
 }
 
 SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
+_LABEL_KEY = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
+
+
+class Node(BaseModel):
+    """A host of the swarm beyond the first manager (``host``). What it leaves out, it
+    takes from the top-level parameters: SSH user, port, key file and sudo password."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    address: str
+    role: Literal["manager", "worker"] = "worker"
+    labels: dict[str, str] = {}
+    ssh_user: str | None = None
+    ssh_port: int | None = Field(None, ge=1, le=65535)
+    ssh_key_file: str | None = None
+    sudo_password: Secret | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not is_host_or_ip(v):
+            raise ValueError("not a valid host name or IP address")
+        return v
+
+    @field_validator("ssh_user")
+    @classmethod
+    def _ssh_user(cls, v: str | None) -> str | None:
+        if v is not None and not _USER.match(v):
+            raise ValueError("not a valid Unix user name")
+        return v
+
+    @field_validator("ssh_key_file")
+    @classmethod
+    def _key_file(cls, v: str | None) -> str | None:
+        return v if v is None else _check_key_file(v)
+
+    @field_validator("sudo_password", mode="before")
+    @classmethod
+    def _secret(cls, v: Any, info) -> Any:  # noqa: ANN001
+        return (
+            v if v is None or isinstance(v, Secret) else Secret(v, parameter="nodes.sudo_password")
+        )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not _LABEL_KEY.match(key) or len(key) > 255:
+                raise ValueError(
+                    f"label {key!r}: letters, digits, '.', '_' and '-', starting and ending "
+                    "with a letter or digit"
+                )
+            if any(ord(c) < 32 for c in value):
+                raise ValueError(f"label {key!r}: its value holds a control character")
+        return v
 
 
 class Params(BaseModel):
@@ -113,6 +169,8 @@ class Params(BaseModel):
     swarm_advertise_addr: str | None = None
     # Who may reach the registry's and the swarm's ports (IPv4 networks); [] is anyone.
     allow_from: list[str] = []
+    # The swarm's other hosts; ``host`` is its first manager.
+    nodes: list[Node] = []
 
     # Registry
     work_dir: str = "/home/docker"
@@ -213,14 +271,7 @@ class Params(BaseModel):
     @field_validator("ssh_key_file")
     @classmethod
     def _key_file(cls, v: str | None) -> str | None:
-        if v is not None and not os.path.isfile(Path(v).expanduser()):  # False when unreadable
-            raise ValueError(f"no such file (or not one you may read): {Path(v).expanduser()}")
-        if v is not None:
-            _private_key(Path(v).expanduser())
-            problem = exposure(Path(v).expanduser())
-            if problem:
-                raise ValueError(problem)
-        return v
+        return v if v is None else _check_key_file(v)
 
     @field_validator("allow_from")
     @classmethod
@@ -362,7 +413,44 @@ class Params(BaseModel):
                         name, port, "Portainer publishes its Edge port there", EXAMPLES[name]
                     )
 
+    @model_validator(mode="after")
+    def _nodes_apart(self) -> Params:
+        """Each node once, and none of them the first manager again."""
+        seen = {_node_key(self.host, self.ssh_port): "host"}
+        for i, node in enumerate(self.nodes):
+            key = _node_key(node.address, node.ssh_port or self.ssh_port)
+            if key in seen:
+                what = "the first manager (host)" if seen[key] == "host" else seen[key]
+                raise ParameterError(
+                    f"nodes[{i}].address",
+                    node.address,
+                    f"is {what} again: list each host once; host is the first manager and "
+                    "is not listed in nodes",
+                    EXAMPLES["nodes"],
+                )
+            seen[key] = f"nodes[{i}]"
+        return self
+
     # -- derived values -------------------------------------------------------------------
+    @property
+    def managers(self) -> int:
+        """How many managers the swarm has: the first one and the nodes listed as managers."""
+        return 1 + sum(n.role == "manager" for n in self.nodes)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is allowed but unwise, said by preflight."""
+        out = []
+        if self.managers % 2 == 0:
+            out.append(
+                f"{self.managers} managers: the swarm keeps working while a majority of its "
+                f"managers is up, which for {self.managers} is {self.managers // 2 + 1}, as for "
+                f"{self.managers + 1}; an even number adds a machine that can fail without "
+                f"making the swarm survive more failures: use {self.managers - 1} or "
+                f"{self.managers + 1}"
+            )
+        return out
+
     @property
     def registry(self) -> str:
         """``HOST:PORT``, what clients log in to, tag with and push to."""
@@ -391,6 +479,25 @@ def check_ca_dir(folder: Path) -> None:
             f"{st.st_mode & 0o777:o}): chmod 700 {folder}",
             EXAMPLES["tls_ca_dir"],
         )
+
+
+def _node_key(address: str, port: int) -> tuple[str, int]:
+    """One spelling per host: IP addresses normalised, names in lower case."""
+    try:
+        return (str(ipaddress.ip_address(address)), port)
+    except ValueError:
+        return (address.lower().rstrip("."), port)
+
+
+def _check_key_file(v: str) -> str:
+    path = Path(v).expanduser()
+    if not os.path.isfile(path):  # False when unreadable
+        raise ValueError(f"no such file (or not one you may read): {path}")
+    _private_key(path)
+    problem = exposure(path)
+    if problem:
+        raise ValueError(problem)
+    return v
 
 
 def _private_key(path: Path) -> None:
@@ -433,21 +540,26 @@ def load(values: Mapping[str, Any]) -> Params:
         return Params(**dict(values))
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"]) or "?"
+        name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+        name = name.lstrip(".") or "?"
         top = str(err["loc"][0]) if err["loc"] else name
         if err["type"] == "extra_forbidden":
             raise ParameterError(
                 name,
                 "<hidden>",  # a mistyped secret's name would otherwise show its value
                 "unknown parameter",
-                f"one of: {', '.join(Params.model_fields)}",
+                f"one of: {', '.join((Node if top == 'nodes' else Params).model_fields)}",
             ) from None
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ParameterError):
+            if len(err["loc"]) > 1:  # inside a record: named by where it sits (nodes[0]...)
+                raise ParameterError(name, cause.value, cause.problem, cause.example) from None
             raise cause from None
         problem = err["msg"].removeprefix("Value error, ")
         # registry_users maps names to references, but may hold pasted passwords.
         shown = "<hidden>" if top == "registry_users" else err.get("input")
+        if isinstance(shown, Mapping):  # a record may hold a secret's value
+            shown = "<hidden>"
         raise ParameterError(name, shown, problem, EXAMPLES.get(top)) from None
 
 

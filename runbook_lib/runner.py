@@ -120,6 +120,7 @@ def resolve_secrets(p) -> None:
 
     refs = [(n, getattr(p, n)) for n in params_mod.SECRET_FIELDS]
     refs += [(f"registry_users.{u}", ref) for u, ref in p.registry_users.items()]
+    refs += [(f"nodes[{i}].sudo_password", n.sudo_password) for i, n in enumerate(p.nodes)]
     for name, value in refs:
         # The notebooks run in a kernel nobody can type into: asking here would be for
         # nothing, since the kernel asks again and cannot be answered.
@@ -128,8 +129,9 @@ def resolve_secrets(p) -> None:
                 f"parameter {name!r} is 'prompt', which only a person at a notebook in "
                 "JupyterLab can answer; for `runbook run` use env:NAME or file:PATH"
             )
-    for name in params_mod.SECRET_FIELDS:
-        value = getattr(p, name)
+    for value in [getattr(p, n) for n in params_mod.SECRET_FIELDS] + [
+        n.sudo_password for n in p.nodes
+    ]:
         if isinstance(value, Secret):
             value.reveal()
     for user, ref in p.registry_users.items():

@@ -244,3 +244,17 @@ def test_an_out_folder_that_cannot_be_made_is_named(tmp_path):
     for root in (a_file, a_file / "below", Path("/proc/runbook-test")):
         with _pytest.raises(ParameterError, match=r"'--out'.*cannot make a run folder"):
             new_folder(root, "run")
+
+
+def test_a_node_s_unresolvable_sudo_password_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RB_TEST_PW", "a-long-enough-password")
+    monkeypatch.delenv("RB_TEST_NODE_SUDO", raising=False)
+    f = tmp_path / "p.yaml"
+    f.write_text(
+        "host: 127.0.0.1\nregistry_host: registry.test\n"
+        "registry_users: {admin: env:RB_TEST_PW}\n"
+        "nodes: [{address: 10.0.0.2, sudo_password: env:RB_TEST_NODE_SUDO}]\n"
+    )
+    with pytest.raises(SecretError, match="RB_TEST_NODE_SUDO"):
+        runner.run(f, out_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
