@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import MutableMapping
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from . import facts as facts_mod
@@ -22,6 +21,7 @@ from . import params as params_mod
 from .errors import RunbookError
 from .hosts import Host, SSHHost
 from .kernel import GO_ENV, PRECONNECT_ENV
+from .session import Session
 from .steps import COLOURS, REPORT_MIME, StepResult, report
 
 
@@ -31,7 +31,8 @@ class Runbook:
     def __init__(self, params: params_mod.Params, notebook: str, host: Host | None = None):
         self.p = params
         self.notebook = notebook
-        self.host = host or connect(params)
+        self.session = Session(params)
+        self.host = host or self.session.host()
         self.results: list[StepResult] = []
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._began = time.monotonic()
@@ -139,39 +140,9 @@ def recap_html(summary: dict[str, Any]) -> str:
     )
 
 
-# Connections by what they connect to: notebooks run one after another in one kernel
-# (see kernel.SharedKernel) share one SSH connection; it reconnects by itself if dropped.
-_CONNECTIONS: dict[tuple, SSHHost] = {}
-_CONNECTIONS_LOCK = threading.Lock()  # the notebook and preconnect's thread may both ask
-
-
 def connect(p: params_mod.Params) -> SSHHost:
-    """The SSH host the parameters describe (it connects on first use)."""
-    key_file = str(Path(p.ssh_key_file).expanduser()) if p.ssh_key_file else None
-    secrets = tuple(s.ref if s else None for s in (p.ssh_password, p.sudo_password))
-    key = (
-        p.host,
-        p.ssh_port,
-        p.ssh_user,
-        key_file,
-        p.known_hosts,
-        p.trust_unknown_host_key,
-        secrets,
-    )
-    with _CONNECTIONS_LOCK:
-        if key not in _CONNECTIONS:
-            _CONNECTIONS[key] = SSHHost(
-                p.host,
-                port=p.ssh_port,
-                user=p.ssh_user,
-                key_file=key_file,
-                password=p.ssh_password,
-                sudo_password=p.sudo_password,
-                known_hosts=p.known_hosts,
-                trust_unknown_host_key=p.trust_unknown_host_key,
-                timeout=p.ssh_timeout,
-            )
-    return _CONNECTIONS[key]
+    """The first manager's connection (it connects on first use); see :mod:`runbook_lib.session`."""
+    return Session(p).host()
 
 
 def preconnect() -> None:
