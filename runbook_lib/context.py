@@ -96,7 +96,7 @@ def recap_text(summary: dict[str, Any]) -> str:
     )
     lines = [head]
     for s in steps:
-        lines.append(f"{s.label:>12}  {s.name}: {s.reason}")
+        lines.append(f"{s.label:>12}  {s.title}: {s.reason}")
         if s.status == "failed":
             lines += [f"{'':>14}{k}: {v}" for k, v in s.details.items()]
     lines += [f"{'WARNING':>12}  {w}" for w in summary.get("warnings", [])]
@@ -112,7 +112,7 @@ def recap_html(summary: dict[str, Any]) -> str:
         r = StepResult(**s)
         rows.append(
             f'<tr><td style="text-align:left;color:{COLOURS.get(r.status, "#555")}">'
-            f"<b>{esc(r.label)}</b></td><td style='text-align:left'>{esc(r.name)}</td>"
+            f"<b>{esc(r.label)}</b></td><td style='text-align:left'>{esc(r.title)}</td>"
             f"<td style='text-align:left'>{esc(r.reason)}</td>"
             f"<td style='text-align:right'>{r.seconds:.1f} s</td></tr>"
         )
@@ -125,7 +125,7 @@ def recap_html(summary: dict[str, Any]) -> str:
         for w in r.warnings:
             rows.append(
                 f'<tr><td style="text-align:left;color:{COLOURS["warning"]}"><b>warning</b></td>'
-                f"<td style='text-align:left'>{esc(r.name)}</td>"
+                f"<td style='text-align:left'>{esc(r.title)}</td>"
                 f'<td colspan="2" style="text-align:left;color:{COLOURS["warning"]}">{esc(w)}</td></tr>'
             )
     return (

@@ -30,7 +30,7 @@ STEP_STATUSES = ("ok", "changed", "verified", "skipped", "failed")
 RUN_STATUSES = ("failed", "interrupted", "changed", "ok")
 # The parts of a step's result that summary.json keeps (details and diffs stay in the
 # notebook, where they are shown in full).
-STEP_KEYS = ("name", "status", "reason", "warnings", "actions", "seconds", "dry_run")
+STEP_KEYS = ("name", "status", "reason", "warnings", "actions", "seconds", "dry_run", "host")
 
 
 # -- the summary's data (pure) --------------------------------------------------------------

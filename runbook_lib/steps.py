@@ -215,17 +215,23 @@ class StepResult:
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
     diffs: list[dict[str, str]] = field(default_factory=list)
+    host: str | None = None  # set when the step ran on each host of the swarm
 
     @property
     def changed(self) -> bool:
         return self.status == "changed"
 
     @property
+    def title(self) -> str:
+        """The step's name, and the host it ran on when it ran on each."""
+        return self.name if self.host is None else f"{self.name} on {self.host}"
+
+    @property
     def label(self) -> str:
         return "would change" if self.dry_run and self.changed else self.status
 
     def __str__(self) -> str:
-        text = f"{self.label:>12}  {self.name}: {self.reason}"
+        text = f"{self.label:>12}  {self.title}: {self.reason}"
         for w in self.warnings:
             text += f"\n{'WARNING':>12}  {w}"
         for a in self.actions:
@@ -250,7 +256,7 @@ def render_html(r: StepResult) -> str:
     took = f' <span style="color:#777">({r.seconds:.1f} s)</span>' if r.seconds >= 0.1 else ""
     parts = [
         f'<div class="runbook-step runbook-{r.status}" style="margin:0.2em 0">'
-        f'<b style="color:{colour}">{_esc(r.label)}</b> <b>{_esc(r.name)}</b>: '
+        f'<b style="color:{colour}">{_esc(r.label)}</b> <b>{_esc(r.title)}</b>: '
         f"{_esc(r.reason)}{took}"
     ]
     for w in r.warnings:
@@ -465,7 +471,7 @@ def report(notebook: str, results: Sequence[StepResult]) -> dict[str, Any]:
         "status": status,
         "changed": statuses.count("changed"),
         "counts": {s: statuses.count(s) for s in STATUSES},
-        "warnings": [f"{r.name}: {w}" for r in results for w in r.warnings],
+        "warnings": [f"{r.title}: {w}" for r in results for w in r.warnings],
         "steps": [asdict(r) for r in results],
     }
 

@@ -43,6 +43,7 @@ def test_step_line_keeps_what_a_reader_needs_and_tolerates_old_results():
         "actions": ["docker swarm init"],
         "seconds": 0.25,
         "dry_run": False,
+        "host": None,  # a step of one host
     }
 
 
