@@ -204,21 +204,23 @@ status() {
     return "$rc"
 }
 
-# The memory a node uses: its processes (its memory cgroup) and its disk (a tmpfs, in memory too).
+# The memory a node uses: its processes' (anonymous memory of its memory cgroup) and its
+# disk's (a tmpfs: in memory too; the cgroup's page cache is mostly that).
 memory() {
-    local cgroups=$NODES_DIR/$1/cgroups dir type bytes=""
+    local cgroups=$NODES_DIR/$1/cgroups dir type bytes="" disk=""
     [ -f "$cgroups" ] || return 0
     while read -r _ dir type _; do
-        if [ "$type" = cgroup2 ] && [ -f "$dir/memory.current" ]; then
-            bytes=$(cat "$dir/memory.current")
-        elif [ -f "$dir/memory.usage_in_bytes" ]; then
-            bytes=$(cat "$dir/memory.usage_in_bytes")
+        if [ "$type" = cgroup2 ] && [ -f "$dir/memory.stat" ]; then
+            bytes=$(awk '$1 == "anon" { print $2 }' "$dir/memory.stat")
+        elif [ -f "$dir/memory.stat" ]; then
+            bytes=$(awk '$1 == "total_rss" { print $2 }' "$dir/memory.stat")
         fi
         [ -n "$bytes" ] && break
     done <"$cgroups"
-    local root=$NODES_DIR/$1/root disk=""
-    if mountpoint -q "$root"; then disk=$(df -m --output=used "$root" | tail -n 1 | tr -d ' '); fi
-    echo "  memory: ${bytes:+$((bytes / 1048576)) MiB in its processes}${disk:+, $disk MiB of disk (tmpfs)}"
+    if mountpoint -q "$NODES_DIR/$1/root"; then
+        disk=$(df -m --output=used "$NODES_DIR/$1/root" | tail -n 1 | tr -d ' ')
+    fi
+    echo "  memory: ${bytes:+$((bytes / 1048576)) MiB in its processes, }${disk:+$disk MiB of disk (tmpfs)}"
 }
 
 # One command at a time.
