@@ -66,6 +66,7 @@
 #     the root namespace's address on that network (a host route; still no default route),
 #   FRESH_HOSTS="ADDR NAME,ADDR NAME": the peers its /etc/hosts names,
 #   FRESH_NEW_HOST_KEYS=1: SSH host keys of its own (the cache holds the fresh host's).
+#   FRESH_KEEP_SERVICES=1: down leaves the services alone (nodes.sh decides once all are down).
 # apt-cacher-ng and the mirror are shared: every instance starts them when they are not running;
 # down stops them only when no other lab host is up, and an instance only when an instance
 # started them ($LAB_DIR/services.owner).
@@ -839,7 +840,7 @@ up() {
 down() {
     lab_need_root
     stop_host
-    stop_services
+    if [ "${FRESH_KEEP_SERVICES:-0}" != 1 ]; then stop_services; fi
     remove_network
     unmount_below_root
     lab_log "$LABEL: down (its disk stays in $ROOT until reset)"

@@ -4,8 +4,10 @@
 # Each is an instance of the fresh host (tests/lab/fresh-host.sh: same cached root, init, users,
 # apt proxy and image mirror), with its own network namespace, sshd, disk and host keys.
 #
-#   nodes.sh up      boot the hub and the three nodes (~4 s from the cached root; the first
-#                    time fresh-host.sh builds the root). Already up: says so, nothing else.
+#   nodes.sh up      boot the hub and the three nodes: 6 to 10 s from the cached root on a busy
+#                    2-core machine (node1 first, then the other two side by side); the first
+#                    time fresh-host.sh builds the root. Already up: says so, refreshes
+#                    known_hosts, nothing else.
 #   nodes.sh down    stop the nodes and remove the hub; their disks stay, so the next up
 #                    resumes the same hosts (Docker, swarm, files), as after a reboot.
 #   nodes.sh status  say whether each is up and how to reach it (exit 0 only when all are up)
@@ -28,6 +30,9 @@
 #           other lab host is up (see fresh-host.sh, "Instances").
 # SSH:      root, deploy, nopass on NODE:22, with the fresh host's client key and deploy password;
 #           every node's own host key is put in $LAB_DIR/client/known_hosts.
+# Memory:   per node, about 6 MiB of processes and 216 MiB of disk (a tmpfs) as booted; about
+#           55 MiB and 0.9 to 1 GB once docker.io is installed and it runs a swarm task
+#           (nodes.sh status shows both).
 #
 # State (under LAB_DIR, default /var/lib/runbook-lab):
 #   nodes/nodeN/   as fresh/ for the fresh host: root (a tmpfs), init.pid, cgroups (named
@@ -67,10 +72,11 @@ node_addr() {
     done
 }
 
-# fresh NODE COMMAND: fresh-host.sh's COMMAND for one node.
+# fresh NODE COMMAND: fresh-host.sh's COMMAND for one node (its down leaves the services
+# alone: stop_services below decides once all nodes are down).
 fresh() {
     local name=$1
-    FRESH_NS=runbook-$name FRESH_HOSTNAME=$name FRESH_ADDR=$(node_addr "$name") \
+    FRESH_KEEP_SERVICES=1 FRESH_NS=runbook-$name FRESH_HOSTNAME=$name FRESH_ADDR=$(node_addr "$name") \
         FRESH_PREFIX=$PREFIX FRESH_STATE_DIR=$NODES_DIR/$name FRESH_LABEL=$name \
         FRESH_BRIDGE=$HUB_NS/$HUB_BRIDGE FRESH_GATEWAY=$GATEWAY FRESH_HOSTS=$NODES \
         FRESH_NEW_HOST_KEYS=1 \
@@ -179,8 +185,8 @@ reset() {
     lab_log "nodes: disks discarded; the next up boots fresh hosts"
 }
 
-# The nodes went down side by side, so each saw the others up and kept the services: now that
-# none is up, they stop if the nodes started them and the fresh host is not up either.
+# Now that no node is up: the services stop if the nodes started them and the fresh host is
+# not up either (fresh-host.sh, "Instances").
 stop_services() {
     fresh "$(node_names | head -n 1)" __stop-services
 }
