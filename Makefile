@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint unit lab lab-down lab-reset install clean browser
+.PHONY: demo test lint unit lab lab-down lab-reset nodes nodes-down install clean browser
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,14 @@ lab-reset:
 	bash tests/lab/fresh-host.sh reset
 	bash tests/lab/fresh-host.sh up
 	bash tests/lab/reset.sh
+
+# The lab's three nodes for a multi-node swarm: fresh Debian hosts (no Docker) at 10.203.0.11-13
+# (parameters/lab-nodes.yaml). Not part of `make lab` or `make test`.
+nodes:
+	bash tests/lab/nodes.sh up
+
+nodes-down:
+	bash tests/lab/nodes.sh down
 
 demo: lab
 	$(VENV)/bin/runbook run parameters/lab.yaml

@@ -6,7 +6,8 @@
 #   fresh-host.sh up      boot it: ~1.5 s from the cached root; the first time the root is
 #                         built (debootstrap, ~35 s) and the image mirror filled (engine.sh,
 #                         images.sh). Already up: says so, refreshes known_hosts, nothing else.
-#   fresh-host.sh down    stop it and all this script started (apt-cacher-ng, the mirror);
+#   fresh-host.sh down    stop it and all this script started (apt-cacher-ng, the mirror, unless
+#                         the lab's other hosts, tests/lab/nodes.sh, still use them);
 #                         its disk stays, so the next up resumes the same host (Docker, swarm,
 #                         files), as after a reboot. The root namespace's engine stays.
 #   fresh-host.sh status  say whether it is up and how to reach it (exit 0 only when up)
@@ -55,17 +56,37 @@
 #
 # Environment: LAB_DIR; FRESH_REBUILD=1 rebuilds the cached root; FRESH_ULIMIT_FIX=0 leaves
 # out the ulimit file (to see how the runbook reports a docker start failure).
+#
+# Instances: without the variables below this script is the fresh host above. With them it
+# boots another host from the same cached root (tests/lab/nodes.sh boots three):
+#   FRESH_NS (namespace, cgroup and veth name), FRESH_HOSTNAME, FRESH_ADDR, FRESH_PREFIX (24),
+#   FRESH_STATE_DIR (instead of $LAB_DIR/fresh), FRESH_LABEL (in messages),
+#   FRESH_BRIDGE=HUB_NS/BRIDGE and FRESH_GATEWAY=ADDR: eth0 is a port of that bridge instead
+#     of a veth to the root namespace, and 10.204.0.1 (the services) is reached through ADDR,
+#     the root namespace's address on that network (a host route; still no default route),
+#   FRESH_HOSTS="ADDR NAME,ADDR NAME": the peers its /etc/hosts names,
+#   FRESH_NEW_HOST_KEYS=1: SSH host keys of its own (the cache holds the fresh host's).
+#   FRESH_KEEP_SERVICES=1: down leaves the services alone (nodes.sh decides once all are down).
+# apt-cacher-ng and the mirror are shared: every instance starts them when they are not running;
+# down stops them only when no other lab host is up, and an instance only when an instance
+# started them ($LAB_DIR/services.owner).
 set -euo pipefail
 SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 # shellcheck source-path=SCRIPTDIR source=common.sh
 . "$(dirname "$SELF")/common.sh"
 
-NS=runbook-fresh
-VETH=runbook-fresh          # root end; the host end is eth0 inside
-ROOT_ADDR=10.204.0.1
-HOST_ADDR=10.204.0.2
-PREFIX=24
-HOST_NAME=fresh
+# The instance: today's fresh host unless FRESH_* say otherwise (see "Instances" above).
+DEFAULT_NS=runbook-fresh
+NS=${FRESH_NS:-$DEFAULT_NS}
+VETH=$NS                    # root end (or hub end); the host end is eth0 inside
+ROOT_ADDR=10.204.0.1        # apt-cacher-ng and the image mirror, for every instance
+HOST_ADDR=${FRESH_ADDR:-10.204.0.2}
+PREFIX=${FRESH_PREFIX:-24}
+HOST_NAME=${FRESH_HOSTNAME:-fresh}
+LABEL=${FRESH_LABEL:-fresh host}     # in progress lines ("fresh host: up in 2 s")
+THE_HOST=${FRESH_LABEL:-the fresh host} # in errors ("the fresh host did not start")
+BRIDGE=${FRESH_BRIDGE:-}    # empty: a veth to the root namespace; HUB_NS/BRIDGE: a bridge port
+GATEWAY=${FRESH_GATEWAY:-}  # with BRIDGE: the root namespace's address on that network
 ACNG_PORT=3142
 MIRROR_PORT=5001
 SUITE=bookworm
@@ -74,7 +95,7 @@ HOST_PACKAGES="systemd-sysv openssh-server sudo python3 ca-certificates iproute2
 # Bump when the way the root is built changes: the cached root is then rebuilt.
 ROOT_RECIPE=3
 
-FRESH_DIR=$LAB_DIR/fresh
+FRESH_DIR=${FRESH_STATE_DIR:-$LAB_DIR/fresh}
 ROOT=$FRESH_DIR/root
 INIT_PIDFILE=$FRESH_DIR/init.pid
 UNSHARE_PIDFILE=$FRESH_DIR/unshare.pid
@@ -86,6 +107,8 @@ ACNG_PIDFILE=$ACNG_DIR/apt-cacher-ng.pid
 MIRROR_DIR=$LAB_DIR/mirror
 MIRROR_PIDFILE=$MIRROR_DIR/registry.pid
 CLIENT_DIR=$LAB_DIR/client
+SERVICES_LOCK=$LAB_DIR/services.lock
+SERVICES_OWNER=$LAB_DIR/services.owner
 DEPLOY_PASSWORD_FILE=$CLIENT_DIR/deploy.password
 
 usage() {
@@ -189,7 +212,7 @@ remove_cgroups() {
         sleep 0.2
     done
     if [ "$left" = 1 ]; then
-        lab_log "fresh host: some cgroups could not be removed yet:"
+        lab_log "$LABEL: some cgroups could not be removed yet:"
         while read -r mp dir _; do [ -d "$dir" ] && lab_log "  $dir"; done <"$CGROUPS_FILE"
         return 0
     fi
@@ -201,6 +224,10 @@ remove_cgroups() {
 make_network() {
     if [ ! -e "/run/netns/$NS" ]; then
         ip netns add "$NS"
+    fi
+    if [ -n "$BRIDGE" ]; then
+        make_bridge_port
+        return 0
     fi
     if ! ip link show "$VETH" >/dev/null 2>&1; then
         ip link add "$VETH" type veth peer name "$VETH-g"
@@ -214,8 +241,36 @@ make_network() {
     ip -n "$NS" link set eth0 up
 }
 
+# FRESH_BRIDGE=HUB_NS/BRIDGE: the host's eth0 is a port of BRIDGE in namespace HUB_NS (the veth's
+# other end is named $VETH there); the lab's services at $ROOT_ADDR are reached through the
+# root namespace's address on that network, FRESH_GATEWAY (a host route, no default route).
+make_bridge_port() {
+    local hub=${BRIDGE%%/*} br=${BRIDGE#*/}
+    [ -n "$GATEWAY" ] || lab_die "FRESH_BRIDGE needs FRESH_GATEWAY, the root namespace's address on it"
+    ip -n "$hub" link show "$br" >/dev/null 2>&1 ||
+        lab_die "$THE_HOST: no bridge $br in namespace $hub"
+    if ! ip -n "$NS" link show eth0 >/dev/null 2>&1; then
+        ip -n "$hub" link del "$VETH" 2>/dev/null || true
+        ip link del "$VETH" 2>/dev/null || true
+        ip link add "$VETH" type veth peer name "$VETH-g"
+        ip link set "$VETH-g" netns "$NS"
+        ip -n "$NS" link set "$VETH-g" name eth0
+        ip link set "$VETH" netns "$hub"
+    fi
+    ip -n "$hub" link set "$VETH" master "$br"
+    ip -n "$hub" link set "$VETH" up
+    ip -n "$NS" addr replace "$HOST_ADDR/$PREFIX" dev eth0
+    ip -n "$NS" link set lo up
+    ip -n "$NS" link set eth0 up
+    ip -n "$NS" route replace "$ROOT_ADDR/32" via "$GATEWAY" dev eth0
+}
+
 remove_network() {
-    ip link del "$VETH" 2>/dev/null || true
+    if [ -n "$BRIDGE" ]; then
+        ip -n "${BRIDGE%%/*}" link del "$VETH" 2>/dev/null || true
+    else
+        ip link del "$VETH" 2>/dev/null || true
+    fi
     if [ -e "/run/netns/$NS" ]; then
         ip netns del "$NS" 2>/dev/null || true
     fi
@@ -300,7 +355,7 @@ ExThreshold: 4
 ReportPage: acng-report.html
 CONF
     rm -f "$ACNG_PIDFILE"
-    /usr/sbin/apt-cacher-ng -c "$ACNG_DIR/conf" </dev/null >>"$ACNG_DIR/log/start.log" 2>&1 9>&- ||
+    /usr/sbin/apt-cacher-ng -c "$ACNG_DIR/conf" </dev/null >>"$ACNG_DIR/log/start.log" 2>&1 8>&- 9>&- ||
         lab_die "apt-cacher-ng did not start (see $ACNG_DIR/log)"
     lab_wait -t 15 bash -c "exec 3<>/dev/tcp/$ROOT_ADDR/$ACNG_PORT" ||
         lab_die "apt-cacher-ng does not listen on $ROOT_ADDR:$ACNG_PORT (see $ACNG_DIR/log)"
@@ -349,7 +404,7 @@ http:
 CONF
         rm -f "$MIRROR_PIDFILE"
         setsid nohup /usr/bin/docker-registry serve "$MIRROR_DIR/config.yml" \
-            >>"$MIRROR_DIR/registry.log" 2>&1 </dev/null 9>&- &
+            >>"$MIRROR_DIR/registry.log" 2>&1 </dev/null 8>&- 9>&- &
         echo $! >"$MIRROR_PIDFILE"
         lab_wait -t 15 mirror_answers || {
             tail -n 20 "$MIRROR_DIR/registry.log" >&2 || true
@@ -359,12 +414,12 @@ CONF
     if mirror_has library/hello-world latest && mirror_has library/registry 2; then
         return 0
     fi
-    lab_log "fresh host: filling the image mirror (hello-world, registry:2)"
+    lab_log "$LABEL: filling the image mirror (hello-world, registry:2)"
     local tars
     tars=$(mktemp -d)
     # (Without the lock's descriptor: a dockerd started there must not hold the lock.)
-    bash "$LAB_SCRIPTS/engine.sh" 9>&-
-    bash "$LAB_SCRIPTS/images.sh" save "$tars" 9>&-
+    bash "$LAB_SCRIPTS/engine.sh" 8>&- 9>&-
+    bash "$LAB_SCRIPTS/images.sh" save "$tars" 8>&- 9>&-
     skopeo copy --quiet --dest-tls-verify=false "docker-archive:$tars/hello-world.tar" \
         "docker://$ROOT_ADDR:$MIRROR_PORT/library/hello-world:latest"
     skopeo copy --quiet --dest-tls-verify=false "docker-archive:$tars/registry-2.tar" \
@@ -373,6 +428,58 @@ CONF
     if ! mirror_has library/hello-world latest || ! mirror_has library/registry 2; then
         lab_die "the image mirror still lacks hello-world or registry:2"
     fi
+}
+
+# --- the services, shared by every lab host ------------------------------------------------------
+
+# apt-cacher-ng and the mirror serve the fresh host and the instances tests/lab/nodes.sh boots
+# (all reach them at $ROOT_ADDR). One command at a time starts or stops them (lock on fd 8,
+# which the daemons do not inherit); $SERVICES_OWNER names the instance that started them.
+lock_services() {
+    exec 8>>"$SERVICES_LOCK"
+    flock -w 300 8 || lab_die "another lab command holds $SERVICES_LOCK"
+}
+
+start_services() {
+    lock_services
+    local running=""
+    if [ -n "$(acng_pid)" ] && [ -n "$(mirror_pid)" ]; then running=1; fi
+    start_acng
+    start_mirror
+    [ -n "$running" ] || echo "$NS" >"$SERVICES_OWNER"
+    exec 8>&-
+}
+
+# Another lab host (any instance of this script under LAB_DIR) is running.
+other_hosts_up() {
+    local f pid
+    for f in "$LAB_DIR"/*/init.pid "$LAB_DIR"/*/*/init.pid; do
+        if [ ! -f "$f" ] || [ "$f" = "$INIT_PIDFILE" ]; then continue; fi
+        pid=$(cat "$f" 2>/dev/null || true)
+        [ -n "$pid" ] || continue
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = fresh-init ]; then return 0; fi
+    done
+    return 1
+}
+
+# On down: the services stop with the last lab host, and an instance stops only what an
+# instance started (the fresh host's own stay until fresh-host.sh down).
+stop_services() {
+    lock_services
+    local owner
+    owner=$(cat "$SERVICES_OWNER" 2>/dev/null || true)
+    if other_hosts_up; then
+        lab_log "$LABEL: apt-cacher-ng and the image mirror stay up: other lab hosts use them"
+    elif [ "$NS" != "$DEFAULT_NS" ] && { [ -z "$owner" ] || [ "$owner" = "$DEFAULT_NS" ]; }; then
+        if [ -n "$(acng_pid)$(mirror_pid)" ]; then
+            lab_log "$LABEL: apt-cacher-ng and the image mirror stay up: the fresh host started them"
+        fi
+    else
+        lab_stop_pidfile "$MIRROR_PIDFILE" docker-registry 10
+        lab_stop_pidfile "$ACNG_PIDFILE" apt-cacher-ng 10
+        rm -f "$SERVICES_OWNER"
+    fi
+    exec 8>&-
 }
 
 # --- the root ------------------------------------------------------------------------------------
@@ -423,7 +530,7 @@ build_root() {
     mirror=$(main_mirror)
     log=$FRESH_DIR/build.log
     : >"$log"
-    lab_log "fresh host: building its root (debootstrap $SUITE, minbase; log: $log)"
+    lab_log "$LABEL: building its root (debootstrap $SUITE, minbase; log: $log)"
     mount_root
     find "$ROOT" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 
     if ! http_proxy=http://$ROOT_ADDR:$ACNG_PORT debootstrap --variant=minbase "$SUITE" "$ROOT" "$mirror" >>"$log" 2>&1; then
@@ -433,9 +540,7 @@ build_root() {
 
     printf 'Acquire::http::Proxy "http://%s:%s";\n' "$ROOT_ADDR" "$ACNG_PORT" >"$ROOT/etc/apt/apt.conf.d/01proxy"
     write_sources
-    echo "$HOST_NAME" >"$ROOT/etc/hostname"
-    printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n%s\t%s\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' \
-        "$HOST_NAME" "$HOST_ADDR" "$HOST_NAME" >"$ROOT/etc/hosts"
+    write_identity
     echo "# This host has no name server: names resolve through /etc/hosts only." >"$ROOT/etc/resolv.conf"
     printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
     chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
@@ -477,7 +582,22 @@ CONF
     (umask 077 && tar --zstd --numeric-owner --xattrs --xattrs-include='*' -C "$ROOT" -cpf "$cache.partial" .)
     mv -f "$cache.partial" "$cache"
     find "$CACHE_DIR" -maxdepth 1 -name "fresh-$SUITE-*.tar.zst" ! -path "$cache" -delete
-    lab_log "fresh host: root cached in $cache ($(du -h "$cache" | cut -f1))"
+    lab_log "$LABEL: root cached in $cache ($(du -h "$cache" | cut -f1))"
+}
+
+# /etc/hostname and /etc/hosts: this host, then the FRESH_HOSTS peers ("ADDR NAME,ADDR NAME").
+write_identity() {
+    local peer addr name
+    echo "$HOST_NAME" >"$ROOT/etc/hostname"
+    {
+        printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n%s\t%s\n' "$HOST_NAME" "$HOST_ADDR" "$HOST_NAME"
+        local IFS=,
+        for peer in ${FRESH_HOSTS:-}; do
+            IFS=" " read -r addr name <<<"$peer"
+            [ "$addr" = "$HOST_ADDR" ] || printf '%s\t%s\n' "$addr" "$name"
+        done
+        printf '::1\t\tlocalhost ip6-localhost ip6-loopback\n'
+    } >"$ROOT/etc/hosts"
 }
 
 restore_root() {
@@ -488,6 +608,12 @@ restore_root() {
     # Every fresh host its own machine id, as on a newly installed one.
     head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ROOT/etc/machine-id"
     echo >>"$ROOT/etc/machine-id"
+    write_identity
+    if [ "${FRESH_NEW_HOST_KEYS:-0}" = 1 ]; then
+        # SSH host keys of its own too (the cached root's are the fresh host's).
+        rm -f "$ROOT"/etc/ssh/ssh_host_*
+        chroot "$ROOT" /usr/bin/ssh-keygen -A >/dev/null
+    fi
 }
 
 # The lab's per-boot files: init, keys, password, quirk fixes.
@@ -508,7 +634,7 @@ SH
     local user home
     for user in root deploy nopass; do
         home=$(awk -F: -v u="$user" '$1 == u { print $6 }' "$ROOT/etc/passwd")
-        [ -n "$home" ] || lab_die "the fresh host has no user $user"
+        [ -n "$home" ] || lab_die "$THE_HOST has no user $user"
         install -d -m 0700 "$ROOT$home/.ssh"
         install -m 0600 "$LAB_SSH_KEY.pub" "$ROOT$home/.ssh/authorized_keys"
         chroot "$ROOT" chown -R "$user:" "$home/.ssh"
@@ -529,17 +655,21 @@ client_files() {
     chmod 0600 "$DEPLOY_PASSWORD_FILE"
 }
 
-# Put the fresh host's key in known_hosts, replacing a stale line for its address.
+# Put the host's key in known_hosts, replacing a stale line for its address (under a lock:
+# the lab's hosts may boot side by side).
 known_host() {
-    local type key _ tmp
-    read -r type key _ <"$ROOT/etc/ssh/ssh_host_ed25519_key.pub"
-    tmp=$(mktemp "$LAB_SSH_KNOWN_HOSTS.XXXXXX")
-    if [ -f "$LAB_SSH_KNOWN_HOSTS" ]; then
-        awk -v a="$HOST_ADDR" '$1 != a' "$LAB_SSH_KNOWN_HOSTS" >"$tmp"
-    fi
-    echo "$HOST_ADDR $type $key" >>"$tmp"
-    chmod 0644 "$tmp"
-    mv -f "$tmp" "$LAB_SSH_KNOWN_HOSTS"
+    (
+        flock -w 30 7 || lab_die "another lab command holds $LAB_SSH_KNOWN_HOSTS.lock"
+        local type key _ tmp
+        read -r type key _ <"$ROOT/etc/ssh/ssh_host_ed25519_key.pub"
+        tmp=$(mktemp "$LAB_SSH_KNOWN_HOSTS.XXXXXX")
+        if [ -f "$LAB_SSH_KNOWN_HOSTS" ]; then
+            awk -v a="$HOST_ADDR" '$1 != a' "$LAB_SSH_KNOWN_HOSTS" >"$tmp"
+        fi
+        echo "$HOST_ADDR $type $key" >>"$tmp"
+        chmod 0644 "$tmp"
+        mv -f "$tmp" "$LAB_SSH_KNOWN_HOSTS"
+    ) 7>>"$LAB_SSH_KNOWN_HOSTS.lock"
 }
 
 # --- boot and stop -------------------------------------------------------------------------------
@@ -623,12 +753,12 @@ boot_host() {
     done
     if [ -z "$child" ]; then
         tail -n 20 "$CONSOLE_LOG" >&2 || true
-        lab_die "the fresh host did not start (see $CONSOLE_LOG)"
+        lab_die "$THE_HOST did not start (see $CONSOLE_LOG)"
     fi
     echo "$child" >"$INIT_PIDFILE"
     if ! lab_wait -t 60 -i 0.1 fresh_ssh root true; then
         tail -n 20 "$CONSOLE_LOG" >&2 || true
-        lab_die "the fresh host does not answer ssh on $HOST_ADDR:22 (see $CONSOLE_LOG)"
+        lab_die "$THE_HOST does not answer ssh on $HOST_ADDR:22 (see $CONSOLE_LOG)"
     fi
 }
 
@@ -636,12 +766,12 @@ stop_host() {
     local pid
     pid=$(init_pid)
     if [ -n "$pid" ]; then
-        lab_log "fresh host: shutting down"
+        lab_log "$LABEL: shutting down"
         kill -TERM "$pid" 2>/dev/null || true
         if ! lab_wait -t 45 -i 0.2 init_gone "$pid"; then
-            lab_log "fresh host: PID 1 did not stop in 45 s; killing it"
+            lab_log "$LABEL: PID 1 did not stop in 45 s; killing it"
             kill -KILL "$pid" 2>/dev/null || true
-            lab_wait -t 10 init_gone "$pid" || lab_die "the fresh host's PID 1 ($pid) does not exit"
+            lab_wait -t 10 init_gone "$pid" || lab_die "$THE_HOST's PID 1 ($pid) does not exit"
         fi
     fi
     local launcher
@@ -677,7 +807,7 @@ up() {
     if is_up; then
         # Another lab script may have rewritten known_hosts meanwhile.
         known_host
-        lab_log "fresh host: already up (ssh root@$HOST_ADDR)"
+        lab_log "$LABEL: already up (ssh root@$HOST_ADDR)"
         return 0
     fi
     lab_apt_install debootstrap debian-archive-keyring apt-cacher-ng skopeo zstd docker-registry \
@@ -688,34 +818,32 @@ up() {
     unmount_below_root
     client_files
     make_network
-    start_acng
-    start_mirror
+    start_services
 
     local cache
     cache=$(cache_file)
     if root_mounted && [ -x "$ROOT/usr/sbin/sshd" ]; then
-        lab_log "fresh host: resuming its disk in $ROOT"
+        lab_log "$LABEL: resuming its disk in $ROOT"
     else
         if [ ! -f "$cache" ] || [ "${FRESH_REBUILD:-0}" = 1 ]; then
             build_root "$cache"
         fi
-        lab_log "fresh host: restoring a fresh root from $cache"
+        lab_log "$LABEL: restoring a fresh root from $cache"
         restore_root "$cache"
     fi
     prepare_root
     known_host
     boot_host
-    lab_log "fresh host: up in $((SECONDS - t0)) s: ssh root@$HOST_ADDR (key $LAB_SSH_KEY, known_hosts $LAB_SSH_KNOWN_HOSTS)"
+    lab_log "$LABEL: up in $((SECONDS - t0)) s: ssh root@$HOST_ADDR (key $LAB_SSH_KEY, known_hosts $LAB_SSH_KNOWN_HOSTS)"
 }
 
 down() {
     lab_need_root
     stop_host
-    lab_stop_pidfile "$MIRROR_PIDFILE" docker-registry 10
-    lab_stop_pidfile "$ACNG_PIDFILE" apt-cacher-ng 10
+    if [ "${FRESH_KEEP_SERVICES:-0}" != 1 ]; then stop_services; fi
     remove_network
     unmount_below_root
-    lab_log "fresh host: down (its disk stays in $ROOT until reset)"
+    lab_log "$LABEL: down (its disk stays in $ROOT until reset)"
 }
 
 reset() {
@@ -724,23 +852,23 @@ reset() {
         umount "$ROOT" || umount -l "$ROOT"
     fi
     rm -rf "$ROOT"
-    lab_log "fresh host: disk discarded; the next up boots a fresh host"
+    lab_log "$LABEL: disk discarded; the next up boots a fresh host"
 }
 
 status() {
     local pid
     pid=$(init_pid)
     if [ -n "$pid" ]; then
-        echo "fresh host: up (PID 1 is $pid here), ssh root@$HOST_ADDR port 22"
+        echo "$LABEL: up (PID 1 is $pid here), ssh root@$HOST_ADDR port 22"
         echo "users:       root, deploy (password in $DEPLOY_PASSWORD_FILE, sudo asks for it), nopass (sudo without password)"
         echo "key:         $LAB_SSH_KEY"
         echo "known_hosts: $LAB_SSH_KNOWN_HOSTS"
         return 0
     fi
     if root_mounted; then
-        echo "fresh host: down (its used disk is kept in $ROOT; reset discards it)"
+        echo "$LABEL: down (its used disk is kept in $ROOT; reset discards it)"
     else
-        echo "fresh host: down (the next up boots a fresh host)"
+        echo "$LABEL: down (the next up boots a fresh host)"
     fi
     return 1
 }
@@ -759,6 +887,7 @@ case $1 in
     down) lock; down ;;
     status) status ;;
     reset) lock; reset ;;
+    __stop-services) lock; stop_services ;; # tests/lab/nodes.sh, after its nodes went down
     __launch) launch ;;
     __boot) inner_boot ;;
     *) usage ;;
