@@ -32,7 +32,10 @@ class Runbook:
         self.p = params
         self.notebook = notebook
         self.session = Session(params)
+        self.target = self.session.first
         self.host = host or self.session.host()
+        self.is_view = False  # True for one host's view (see on)
+        self._views: dict[str, Runbook] = {}
         self.results: list[StepResult] = []
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._began = time.monotonic()
@@ -50,6 +53,20 @@ class Runbook:
     def names(self) -> names_mod.Names:
         """The names and paths derived from the parameters (see :mod:`runbook_lib.names`)."""
         return names_mod.of(self.p)
+
+    def on(self, target) -> Runbook:  # noqa: ANN001 (a session.Target)
+        """This notebook on one host of the swarm: that host's connection, facts and cache,
+        the same parameters. A step that runs on each host gives its body one of these."""
+        view = self._views.get(target.name)
+        if view is None:
+            mine = target == self.target
+            view = Runbook(self.p, self.notebook, self.host if mine else self.session.host(target))
+            view.target, view.is_view = target, True
+            if mine:
+                view.cache = self.cache  # what this notebook read on its host serves here too
+            view.recap = lambda: None  # the notebook shows its recap, not each view
+            self._views[target.name] = view
+        return view
 
     def facts(self, refresh: bool = False) -> facts_mod.HostFacts:
         """The host's common facts, read once and kept while nothing changes the host

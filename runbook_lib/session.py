@@ -51,9 +51,7 @@ class Target:
 
 def targets(p: Params) -> list[Target]:
     """The first manager, then ``nodes`` in their order, with the top-level values filled in."""
-    first = Target(
-        p.host, "manager", True, p.ssh_port, p.ssh_user, p.ssh_key_file, p.sudo_password
-    )
+    first = Target(p.host, "manager", True, p.ssh_port, p.ssh_user, p.ssh_key_file, p.sudo_password)
     return [first] + [
         Target(
             n.address,

@@ -332,6 +332,7 @@ def step(
     *,
     check_only: bool = False,
     skip: Callable[[Any], str | None] | None = None,
+    each_host: bool = False,
 ) -> Callable[[Callable[..., Outcome]], Callable[..., StepResult]]:
     """Make ``fn(rb, ...) -> Outcome`` a step named ``name``.
 
@@ -339,11 +340,22 @@ def step(
     body looks at anything. A ``check_only`` step verifies something real (a push, the
     registry answering) and is skipped in a dry run. On failure the step's line is
     recorded, the notebook's recap is shown (a failed notebook ends with it too), and the
-    error names the step."""
+    error names the step.
+
+    An ``each_host`` step runs on every host of the swarm at once (see
+    :meth:`runbook_lib.session.Session.each`), its body given each host's view of ``rb``;
+    it records one result per host and returns them as :class:`HostResults`. One host's
+    failure does not stop the others: the step fails after all have finished, naming the
+    hosts that failed. With one host it is an ordinary step."""
 
     def decorate(fn: Callable[..., Outcome]) -> Callable[..., StepResult]:
         @functools.wraps(fn)
         def wrapper(rb: _Runbook, *args: Any, **kwargs: Any) -> StepResult:
+            if each_host and not getattr(rb, "is_view", True) and len(rb.session.targets) > 1:
+                return _on_each_host(rb, name, one, args, kwargs)
+            return one(rb, *args, **kwargs)
+
+        def one(rb: _Runbook, *args: Any, **kwargs: Any) -> StepResult:
             began = time.monotonic()
             try:
                 why = skip(rb) if skip else None
@@ -381,6 +393,43 @@ def step(
         return wrapper
 
     return decorate
+
+
+class HostResults(list):
+    """One step's results on each host, shown as one block of lines."""
+
+    def __repr__(self) -> str:
+        return "\n".join(str(r) for r in self)
+
+    def _repr_html_(self) -> str:
+        return "".join(render_html(r) for r in self)
+
+
+def _on_each_host(rb: _Runbook, name: str, one: Callable[..., StepResult], args, kwargs):
+    """Run the step on every host's view; record the results in the notebook's order of
+    hosts; fail, once all are done, naming the hosts that failed."""
+
+    def on(target) -> StepResult:  # noqa: ANN001 (a session.Target)
+        view = rb.on(target)
+        view.results = []
+        try:
+            result = one(view, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 (recorded as this host's failure)
+            result = view.results[-1] if view.results else StepResult(name, "failed", str(exc))
+            result.details = {**result.details, "error": f"{type(exc).__name__}: {exc}"}
+        result.host = target.name
+        return result
+
+    results = HostResults(r for _, r in rb.session.each(on))
+    rb.results.extend(results)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        rb.recap()
+        why = "; ".join(f"{r.host}: {r.reason}" for r in failed)
+        raise StepFailed(
+            name, RunbookError(f"failed on {len(failed)} of {len(results)} hosts: {why}")
+        )
+    return results
 
 
 def _failure(exc: Exception) -> dict[str, Any]:
