@@ -356,7 +356,7 @@ def boot_note(f: EngineFacts, pid1: str) -> tuple[str, str | None]:
     )
 
 
-@step("Old Docker packages")
+@step("Old Docker packages", each_host=True)
 def remove_old(rb: Runbook) -> Plan:
     os_ = rb.facts().os
     plan = plan_remove_old(os_, rb.p.docker_source, packages(rb))
@@ -371,7 +371,7 @@ def remove_old(rb: Runbook) -> Plan:
     )
 
 
-@step("Docker repository")
+@step("Docker repository", each_host=True)
 def repository(rb: Runbook) -> Plan:
     os_, source = rb.facts().os, rb.p.docker_source
     check_source(os_, source)
@@ -410,7 +410,7 @@ def _madison(rb: Runbook, package: str) -> list[str]:
     return [line.split("|")[1].strip() for line in out.splitlines() if line.count("|") >= 2]
 
 
-@step("Available versions")
+@step("Available versions", each_host=True)
 def versions(rb: Runbook) -> Outcome:
     """The tutorial's ``yum list docker-ce --showduplicates | sort -r``, for pinning.
 
@@ -429,7 +429,7 @@ def versions(rb: Runbook) -> Outcome:
     )
 
 
-@step("Docker packages")
+@step("Docker packages", each_host=True)
 def install(rb: Runbook) -> Plan:
     os_, p = rb.facts().os, rb.p
     f = packages(rb)
@@ -457,7 +457,7 @@ def install(rb: Runbook) -> Plan:
     )
 
 
-@step("Docker service")
+@step("Docker service", each_host=True)
 def service(rb: Runbook) -> Plan:
     f = packages(rb)
     how = "systemd" if f.systemd else "its init script" if f.sysv_script else "no init system"
@@ -496,7 +496,7 @@ def docker_run(host: Host, image: str) -> str:
     return next((line for line in out.splitlines() if line.strip()), "")
 
 
-@step("Run a container", check_only=True)
+@step("Run a container", check_only=True, each_host=True)
 def runs_containers(rb: Runbook, image: str = "hello-world") -> Outcome:
     """The tutorial's ``docker run hello-world``, after this notebook changed the engine.
 

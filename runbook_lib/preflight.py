@@ -56,7 +56,7 @@ def init_warning(f: HostFacts) -> str | None:
     )
 
 
-@step("Operating system")
+@step("Operating system", each_host=True)
 def os_release(rb: Runbook) -> Verified:
     f = rb.facts()
     warning = init_warning(f)
@@ -64,7 +64,7 @@ def os_release(rb: Runbook) -> Verified:
     return Verified(check_os(f), details={"init": init}, warnings=[warning] if warning else [])
 
 
-@step("Privileges")
+@step("Privileges", each_host=True)
 def privileges(rb: Runbook) -> Verified:
     uid = rb.host.run(["id", "-u"]).stdout.strip()
     if uid != "0":
@@ -73,7 +73,7 @@ def privileges(rb: Runbook) -> Verified:
     return Verified(f"commands run {how}")
 
 
-@step("Disk space")
+@step("Disk space", each_host=True)
 def disk(rb: Runbook) -> Verified:
     free = rb.facts().free_kib
     where = "/var" if "/var" in free else "/"

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -191,12 +192,28 @@ class Activity:
         print(text, file=self._out, flush=True)
 
 
+_WHERE = threading.local()
+
+
+@contextmanager
+def on_host(name: str) -> Iterator[None]:
+    """Label this thread's progress with the host it works on (a step on each host runs
+    one thread per host, and their bars show side by side)."""
+    _WHERE.name = name
+    try:
+        yield
+    finally:
+        _WHERE.name = None
+
+
 @contextmanager
 def activity(
     label: str, total: float | None = None, unit: str = "it", quiet: float = 0.0
 ) -> Iterator[Activity]:
     """Show progress while the block runs; end with one plain line. See the module doc.
     With ``quiet``, a block that ends within that many seconds shows nothing."""
+    where = getattr(_WHERE, "name", None)
+    label = f"{where}: {label}" if where else label
     act = Activity(label, total, unit, widget=interactive(), out=sys.stdout, quiet=quiet)
     try:
         yield act

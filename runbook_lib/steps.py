@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from . import progress
 from .errors import CommandFailed, RunbookError
 from .hosts import Host
 
@@ -68,7 +69,6 @@ class Cmd:
         if not self.watch:
             host.run(self.argv, stdin=self.stdin, timeout=self.timeout)
             return
-        from . import progress
 
         with progress.activity(self.watch, unit="lines", quiet=1) as p:
             host.run(self.argv, stdin=self.stdin, timeout=self.timeout, on_line=p.line)
@@ -410,10 +410,10 @@ def _on_each_host(rb: _Runbook, name: str, one: Callable[..., StepResult], args,
     hosts; fail, once all are done, naming the hosts that failed."""
 
     def on(target) -> StepResult:  # noqa: ANN001 (a session.Target)
-        view = rb.on(target)
-        view.results = []
+        view = rb.on(target)  # its results: this host's steps in this notebook
         try:
-            result = one(view, *args, **kwargs)
+            with progress.on_host(target.name):
+                result = one(view, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 (recorded as this host's failure)
             result = view.results[-1] if view.results else StepResult(name, "failed", str(exc))
             result.details = {**result.details, "error": f"{type(exc).__name__}: {exc}"}
