@@ -192,7 +192,9 @@ def _details(info: tls.CertInfo) -> dict[str, str]:
 
 def ca_pem(rb: Runbook) -> bytes:
     """What clients trust (public), read once per notebook after the certificate step. In a
-    dry run before the first real run, nothing yet."""
+    dry run before the first real run, nothing yet. Read on the first manager, where the
+    registry's files are, for every host of the swarm."""
+    rb = rb.main
     if "ca.crt" not in rb.cache:
         path = layout(rb).ca_cert
         pem = rb.host.get(path) or b""
@@ -230,7 +232,7 @@ def plan_trust(host, ca: bytes, names: list[str], port: int, keep_previous: bool
     return plan
 
 
-@step("Only the current certificate trusted")
+@step("Only the current certificate trusted", each_host=True)
 def forget_previous(rb: Runbook) -> Plan:
     """Once the registry answers with its new certificate (notebook 07's wait), Docker stops
     trusting the one it replaced."""
@@ -271,7 +273,7 @@ def stale_trust(listing: str, ca: bytes, keep: list[str]) -> list[str]:
     return [d for digest, d in found if digest == ours and d not in keep]
 
 
-@step("Docker trusts the registry")
+@step("Docker trusts the registry", each_host=True)
 def trust_on_host(rb: Runbook) -> Plan:
     """Install ca.crt where the host's Docker looks for it, for every registry name; remove
     the folders an earlier run made for a port or name the registry no longer has."""

@@ -35,6 +35,7 @@ class Runbook:
         self.target = self.session.first
         self.host = host or self.session.host()
         self.is_view = False  # True for one host's view (see on)
+        self.main = self  # the first manager's: where the registry's files are
         self._views: dict[str, Runbook] = {}
         self.results: list[StepResult] = []
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -61,7 +62,7 @@ class Runbook:
         if view is None:
             mine = target == self.target
             view = Runbook(self.p, self.notebook, self.host if mine else self.session.host(target))
-            view.target, view.is_view = target, True
+            view.target, view.is_view, view.main = target, True, self
             if mine:
                 view.cache = self.cache  # what this notebook read on its host serves here too
             view.recap = lambda: None  # the notebook shows its recap, not each view

@@ -61,8 +61,19 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
         cert_digest=cert,
         key_digest=key,
         htpasswd_digest=users,
+        placement=_placement(rb),
     )
     return stackfile.with_digest(stack)
+
+
+def _placement(rb: Runbook) -> tuple[str, ...]:
+    """Where the registry runs. Its storage is a local volume of the node it runs on: with
+    one manager, the tutorial's "a manager" is that node; with several, the registry is
+    pinned to the first manager, or a move to another would leave its images behind."""
+    node = rb.facts().swarm.node_id
+    if rb.p.managers == 1 or not node:  # no swarm yet (check mode): shown as for one
+        return ("node.role == manager",)
+    return (f"node.id == {node}",)
 
 
 @step("Stack file")
