@@ -447,6 +447,9 @@ def load(values: Mapping[str, Any]) -> Params:
                 "unknown parameter",
                 f"one of: {', '.join(Params.model_fields)}",
             ) from None
+        if err["type"] == "missing":
+            # pydantic's input for a missing field is the whole mapping, pasted passwords too.
+            raise ParameterError(name, "<missing>", "is required", EXAMPLES.get(top)) from None
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ParameterError):
             raise cause from None
