@@ -58,7 +58,7 @@ MUTANTS ?=
 mutation: install
 	rm -rf mutants
 	nice -n 19 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
-	@$(VENV)/bin/mutmut results --all true | awk -F': ' '{ split($$1, p, "."); m = p[1] "." p[2]; \
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' '{ if ($$2 == "not checked") next; split($$1, p, "."); m = p[1] "." p[2]; \
 	  sub(/^ +/, "", m); n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++; else s[m]++ } \
 	  END { for (m in n) printf "%-24s %5d mutants %5d killed %4d not %6.1f%%\n", m, n[m], k[m], s[m], 100 * k[m] / n[m] }' | sort
 
