@@ -249,3 +249,82 @@ def test_registry_user_names(name, ok):
 def test_the_registry_address_brackets_an_ipv6_host():
     assert params._bracket("fd00::5") == "[fd00::5]"
     assert params._bracket("registry.example.com") == "registry.example.com"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"work_dir": "rel"}, "parameter 'work_dir' = 'rel': must be an absolute path"),
+        (
+            {"work_dir": "/.."},
+            "parameter 'work_dir' = '/..': must be a folder of its own, not / (it resolves to /)",
+        ),
+        (
+            {"work_dir": "/a b"},
+            "parameter 'work_dir' = '/a b': may hold only letters, digits and . _ / @ + - : the "
+            "stack file and Docker's command lines carry it as is",
+        ),
+        (
+            {"tls_key_type": "rsa", "tls_key_size": 256},
+            "parameter 'tls_key_size' = 256: must be one of 2048, 3072, 4096 for this key type",
+        ),
+        (
+            {"tls_key_size": 2048},
+            "parameter 'tls_key_size' = 2048: must be one of 256, 384 for this key type",
+        ),
+        (
+            {"swarm_advertise_addr": "eth0 x"},
+            "parameter 'swarm_advertise_addr' = 'eth0 x': must be an IP address or an interface "
+            "name",
+        ),
+        (
+            {"registry_image": "Registry"},
+            "parameter 'registry_image' = 'Registry': is not an image reference Docker accepts: "
+            "[registry/]name[:tag][@sha256:digest], the name in lower case",
+        ),
+        (
+            {"stack_name": "-x"},
+            "parameter 'stack_name' = '-x': Docker names are letters, digits, '_', '.', '-'",
+        ),
+        (
+            {"stack_name": "a" * 51},
+            f"parameter 'stack_name' = '{'a' * 51}': is 51 characters; at most 50, so that "
+            "Docker's service name (aaaaaaaa…_registry) stays within its 63",
+        ),
+        (
+            {"docker_version": "v1"},
+            "parameter 'docker_version' = 'v1': is not a package version (digits, letters and "
+            ". : + ~ _ -)",
+        ),
+        ({"ssh_user": "Root"}, "parameter 'ssh_user' = 'Root': not a valid Unix user name"),
+        ({"host": "1.2.3"}, "parameter 'host' = '1.2.3': not a valid host name or IP address"),
+    ],
+)
+def test_a_field_check_says_what_is_wrong(values, message):
+    assert refusal(values).startswith(message + " (for example: ")
+
+
+def test_work_dir_limits_and_normal_form():
+    def work_dir(value: str) -> str:
+        return params.load({**BASE, **USERS, "work_dir": value}).work_dir
+
+    assert work_dir("//srv//registry/") == "/srv/registry"
+    assert work_dir("/srv/./registry/../registry") == "/srv/registry"
+    assert work_dir("/" + "a" * 255) == "/" + "a" * 255
+    assert refusal({"work_dir": "/" + "a" * 256}).endswith(
+        ": has a path component longer than 255 bytes (for example: /home/docker)"
+    )
+    longest = "/" + "/".join(["a" * 203] * 5)
+    assert len(longest) == 1020 and work_dir(longest + "/abc") == longest + "/abc"
+    assert refusal({"work_dir": longest + "/abcd"}).endswith(
+        ": is longer than 1024 characters (for example: /home/docker)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("key_type", "size"),
+    [("ecdsa", 256), ("ecdsa", 384), ("rsa", 2048), ("rsa", 3072), ("rsa", 4096)],
+)
+def test_each_key_size_of_its_type_is_taken(key_type, size):
+    p = params.load({**BASE, **USERS, "tls_key_type": key_type, "tls_key_size": size})
+    assert (p.tls_key_type, p.tls_key_size) == (key_type, size)
