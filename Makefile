@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint unit lab lab-down lab-reset nodes nodes-down install clean browser
+.PHONY: demo test lint unit lab lab-down lab-reset nodes nodes-down install clean browser mutation
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -58,6 +58,18 @@ browser:
 test: lint lab browser
 	bash tests/lab/check.sh
 	RUNBOOK_REQUIRE_LAB=1 RUNBOOK_REQUIRE_BROWSER=1 $(VENV)/bin/pytest -q -ra
+
+# Mutation testing of the pure modules and the parameter model against tests/unit only: a
+# measurement (tests/README.md), not part of `make test`. Results stay in mutants/ (list the
+# survivors with `mutmut results`, one with `mutmut show NAME`). One module at a time:
+# make mutation MUTANTS='runbook_lib.params.*'
+MUTANTS ?=
+mutation: install
+	rm -rf mutants
+	nice -n 19 $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS)
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' '{ if ($$2 == "not checked") next; split($$1, p, "."); m = p[1] "." p[2]; \
+	  sub(/^ +/, "", m); n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++; else s[m]++ } \
+	  END { for (m in n) printf "%-24s %5d mutants %5d killed %4d not %6.1f%%\n", m, n[m], k[m], s[m], 100 * k[m] / n[m] }' | sort
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

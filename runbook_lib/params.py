@@ -91,6 +91,172 @@ SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
 _LABEL_KEY = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
 
 
+def _secret(v: Any, info) -> Any:  # noqa: ANN001
+    return v if v is None or isinstance(v, Secret) else Secret(v, parameter=info.field_name)
+
+
+def _users(v: Any) -> Any:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ValueError("must be a mapping of user name to a secret reference")
+    out = {}
+    for name, ref in v.items():
+        _check_registry_user(str(name))
+        out[str(name)] = (
+            ref if isinstance(ref, Secret) else Secret(ref, parameter=f"registry_users.{name}")
+        )
+    return out
+
+
+def _removed(v: list[str]) -> list[str]:
+    for name in v:
+        _check_registry_user(name)
+    return v
+
+
+def _address(v: str) -> str:
+    if not is_host_or_ip(v):
+        raise ValueError("not a valid host name or IP address")
+    return v
+
+
+def _names(v: list[str]) -> list[str]:
+    for name in v:
+        if not is_host_or_ip(name.removeprefix("*.")):
+            raise ValueError(f"{name!r} is not a valid host name or IP address")
+    return v
+
+
+def _advertise(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            if not re.match(r"^[a-zA-Z0-9_.-]+$", v):
+                raise ValueError("must be an IP address or an interface name") from None
+    return v
+
+
+def _ssh_user(v: str) -> str:
+    if not _USER.match(v):
+        raise ValueError("not a valid Unix user name")
+    return v
+
+
+def _key_file(v: str | None) -> str | None:
+    return v if v is None else _check_key_file(v)
+
+
+def _networks(v: list[str]) -> list[str]:
+    out = []
+    for item in v:
+        try:
+            net = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IPv4 address or network") from None
+        if net.version != 4:
+            raise ValueError(f"{item!r}: only IPv4 networks can be allowed (iptables)")
+        out.append(str(net))
+    return list(dict.fromkeys(out))
+
+
+def _version(v: str | None) -> str | None:
+    # What Debian and RPM versions are made of: apt and dnf take it as one argument.
+    if v is not None and not re.fullmatch(r"[0-9][0-9A-Za-z.:+~_-]{0,63}", v):
+        raise ValueError("is not a package version (digits, letters and . : + ~ _ -)")
+    return v
+
+
+def _known_hosts(v: str) -> str:
+    # os.path's tests, not Path's: they answer False for a path in a folder this user
+    # may not read (Path.is_dir raises PermissionError there).
+    path = os.path.expanduser(v)
+    parent = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; name the known_hosts file in it")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{path} is not a regular file")
+    if not os.path.exists(path) and os.path.exists(parent) and not os.path.isdir(parent):
+        raise ValueError(f"{parent} is not a folder")
+    return v
+
+
+def _docker_name(v: str) -> str:
+    if not _DOCKER_NAME.match(v):
+        raise ValueError("Docker names are letters, digits, '_', '.', '-'")
+    if len(v) > MAX_STACK_NAME:
+        raise ValueError(
+            f"is {len(v)} characters; at most {MAX_STACK_NAME}, so that Docker's service "
+            f"name ({v[:8]}…_registry) stays within its 63"
+        )
+    return v
+
+
+def _image(v: str) -> str:
+    if len(v) > 255 or not _IMAGE.match(v):
+        raise ValueError(
+            "is not an image reference Docker accepts: [registry/]name[:tag][@sha256:digest], "
+            "the name in lower case"
+        )
+    return v
+
+
+def _abs_path(v: str) -> str:
+    if not v.startswith("/"):
+        raise ValueError("must be an absolute path")
+    v = posixpath.normpath(v)
+    if v.startswith("//"):
+        v = "/" + v.lstrip("/")
+    if v == "/":
+        raise ValueError("must be a folder of its own, not / (it resolves to /)")
+    if not _PATH_CHARS.match(v):
+        raise ValueError(
+            "may hold only letters, digits and . _ / @ + - : the stack file and Docker's "
+            "command lines carry it as is"
+        )
+    if any(len(part.encode()) > 255 for part in v.split("/")):
+        raise ValueError("has a path component longer than 255 bytes")
+    if len(v) > 1024:
+        raise ValueError("is longer than 1024 characters")
+    return v
+
+
+def _key_size(v: int, info) -> int:  # noqa: ANN001
+    allowed = {"ecdsa": (256, 384), "rsa": (2048, 3072, 4096)}[
+        info.data.get("tls_key_type", "ecdsa")
+    ]
+    if v not in allowed:
+        raise ValueError(f"must be one of {', '.join(map(str, allowed))} for this key type")
+    return v
+
+
+def _users_consistent(p: Params) -> Params:
+    if not p.registry_users:
+        raise ParameterError(
+            "registry_users",
+            {},
+            "at least one user is needed, or the registry refuses everyone",
+            EXAMPLES["registry_users"],
+        )
+    both = sorted(set(p.registry_users) & set(p.registry_remove_users))
+    if both:
+        raise ParameterError(
+            "registry_remove_users", both, "these users are also in registry_users", "[olduser]"
+        )
+    p._ports_apart()
+    if p.tls_ca:
+        check_ca_dir(Path(p.tls_ca_dir).expanduser())
+    if p.portainer_enabled and p.stack_name == "portainer":
+        raise ParameterError(
+            "stack_name",
+            p.stack_name,
+            "Portainer's own stack has that name: the two would share their services' names",
+            "manager",
+        )
+    return p
+
+
 class Node(BaseModel):
     """A host of the swarm beyond the first manager (``host``). What it leaves out, it
     takes from the top-level parameters: SSH user, port, key file and sudo password."""
@@ -145,6 +311,7 @@ class Node(BaseModel):
         return v
 
 
+# -- the parameters' checks, bound to their fields in Params below ----------------------
 class Params(BaseModel):
     """All parameters. See ``parameters/example.yaml`` for what each one means."""
 
@@ -207,187 +374,29 @@ class Params(BaseModel):
     # Set by `runbook run --check`: show the plan, change nothing.
     check_mode: bool = False
 
-    # -- field checks ---------------------------------------------------------------------
-    @field_validator("ssh_password", "sudo_password", "portainer_admin_password", mode="before")
-    @classmethod
-    def _secret(cls, v: Any, info) -> Any:  # noqa: ANN001
-        return v if v is None or isinstance(v, Secret) else Secret(v, parameter=info.field_name)
-
-    @field_validator("registry_users", mode="before")
-    @classmethod
-    def _users(cls, v: Any) -> Any:
-        if v is None:
-            return {}
-        if not isinstance(v, Mapping):
-            raise ValueError("must be a mapping of user name to a secret reference")
-        out = {}
-        for name, ref in v.items():
-            _check_registry_user(str(name))
-            out[str(name)] = (
-                ref if isinstance(ref, Secret) else Secret(ref, parameter=f"registry_users.{name}")
-            )
-        return out
-
-    @field_validator("registry_remove_users")
-    @classmethod
-    def _removed(cls, v: list[str]) -> list[str]:
-        for name in v:
-            _check_registry_user(name)
-        return v
-
-    @field_validator("host", "registry_host")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        if not is_host_or_ip(v):
-            raise ValueError("not a valid host name or IP address")
-        return v
-
-    @field_validator("registry_names")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not is_host_or_ip(name.removeprefix("*.")):
-                raise ValueError(f"{name!r} is not a valid host name or IP address")
-        return v
-
-    @field_validator("swarm_advertise_addr")
-    @classmethod
-    def _advertise(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                ipaddress.ip_address(v)
-            except ValueError:
-                if not re.match(r"^[a-zA-Z0-9_.-]+$", v):
-                    raise ValueError("must be an IP address or an interface name") from None
-        return v
-
-    @field_validator("ssh_user")
-    @classmethod
-    def _ssh_user(cls, v: str) -> str:
-        if not _USER.match(v):
-            raise ValueError("not a valid Unix user name")
-        return v
-
-    @field_validator("ssh_key_file")
-    @classmethod
-    def _key_file(cls, v: str | None) -> str | None:
-        return v if v is None else _check_key_file(v)
-
-    @field_validator("allow_from")
-    @classmethod
-    def _networks(cls, v: list[str]) -> list[str]:
-        out = []
-        for item in v:
-            try:
-                net = ipaddress.ip_network(str(item), strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IPv4 address or network") from None
-            if net.version != 4:
-                raise ValueError(f"{item!r}: only IPv4 networks can be allowed (iptables)")
-            out.append(str(net))
-        return list(dict.fromkeys(out))
-
-    @field_validator("docker_version")
-    @classmethod
-    def _version(cls, v: str | None) -> str | None:
-        # What Debian and RPM versions are made of: apt and dnf take it as one argument.
-        if v is not None and not re.fullmatch(r"[0-9][0-9A-Za-z.:+~_-]{0,63}", v):
-            raise ValueError("is not a package version (digits, letters and . : + ~ _ -)")
-        return v
-
-    @field_validator("known_hosts")
-    @classmethod
-    def _known_hosts(cls, v: str) -> str:
-        # os.path's tests, not Path's: they answer False for a path in a folder this user
-        # may not read (Path.is_dir raises PermissionError there).
-        path = os.path.expanduser(v)
-        parent = os.path.dirname(path) or "."
-        if os.path.isdir(path):
-            raise ValueError(f"{path} is a folder; name the known_hosts file in it")
-        if os.path.exists(path) and not os.path.isfile(path):
-            raise ValueError(f"{path} is not a regular file")
-        if not os.path.exists(path) and os.path.exists(parent) and not os.path.isdir(parent):
-            raise ValueError(f"{parent} is not a folder")
-        return v
-
-    @field_validator("stack_name")
-    @classmethod
-    def _docker_name(cls, v: str) -> str:
-        if not _DOCKER_NAME.match(v):
-            raise ValueError("Docker names are letters, digits, '_', '.', '-'")
-        if len(v) > MAX_STACK_NAME:
-            raise ValueError(
-                f"is {len(v)} characters; at most {MAX_STACK_NAME}, so that Docker's service "
-                f"name ({v[:8]}…_registry) stays within its 63"
-            )
-        return v
-
-    @field_validator("registry_image", "verify_image", "portainer_image", "portainer_agent_image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        if len(v) > 255 or not _IMAGE.match(v):
-            raise ValueError(
-                "is not an image reference Docker accepts: [registry/]name[:tag][@sha256:digest], "
-                "the name in lower case"
-            )
-        return v
-
-    @field_validator("work_dir")
-    @classmethod
-    def _abs_path(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must be an absolute path")
-        v = posixpath.normpath(v)
-        if v.startswith("//"):
-            v = "/" + v.lstrip("/")
-        if v == "/":
-            raise ValueError("must be a folder of its own, not / (it resolves to /)")
-        if not _PATH_CHARS.match(v):
-            raise ValueError(
-                "may hold only letters, digits and . _ / @ + - : the stack file and Docker's "
-                "command lines carry it as is"
-            )
-        if any(len(part.encode()) > 255 for part in v.split("/")):
-            raise ValueError("has a path component longer than 255 bytes")
-        if len(v) > 1024:
-            raise ValueError("is longer than 1024 characters")
-        return v
-
-    @field_validator("tls_key_size")
-    @classmethod
-    def _key_size(cls, v: int, info) -> int:  # noqa: ANN001
-        allowed = {"ecdsa": (256, 384), "rsa": (2048, 3072, 4096)}[
-            info.data.get("tls_key_type", "ecdsa")
-        ]
-        if v not in allowed:
-            raise ValueError(f"must be one of {', '.join(map(str, allowed))} for this key type")
-        return v
-
-    @model_validator(mode="after")
-    def _users_consistent(self) -> Params:
-        if not self.registry_users:
-            raise ParameterError(
-                "registry_users",
-                {},
-                "at least one user is needed, or the registry refuses everyone",
-                EXAMPLES["registry_users"],
-            )
-        both = sorted(set(self.registry_users) & set(self.registry_remove_users))
-        if both:
-            raise ParameterError(
-                "registry_remove_users", both, "these users are also in registry_users", "[olduser]"
-            )
-        self._ports_apart()
-        if self.tls_ca:
-            check_ca_dir(Path(self.tls_ca_dir).expanduser())
-        if self.portainer_enabled and self.stack_name == "portainer":
-            raise ParameterError(
-                "stack_name",
-                self.stack_name,
-                "Portainer's own stack has that name: the two would share their services' names",
-                "manager",
-            )
-        return self
+    # -- field checks ----------------------------------------------------------------------
+    # The module functions above, bound to their fields here: undecorated, each can be
+    # called alone, and mutation testing reaches them (mutmut skips decorated functions).
+    _secret = field_validator(
+        "ssh_password", "sudo_password", "portainer_admin_password", mode="before"
+    )(_secret)
+    _users = field_validator("registry_users", mode="before")(_users)
+    _removed = field_validator("registry_remove_users")(_removed)
+    _address = field_validator("host", "registry_host")(_address)
+    _names = field_validator("registry_names")(_names)
+    _advertise = field_validator("swarm_advertise_addr")(_advertise)
+    _ssh_user = field_validator("ssh_user")(_ssh_user)
+    _key_file = field_validator("ssh_key_file")(_key_file)
+    _networks = field_validator("allow_from")(_networks)
+    _version = field_validator("docker_version")(_version)
+    _known_hosts = field_validator("known_hosts")(_known_hosts)
+    _docker_name = field_validator("stack_name")(_docker_name)
+    _image = field_validator(
+        "registry_image", "verify_image", "portainer_image", "portainer_agent_image"
+    )(_image)
+    _abs_path = field_validator("work_dir")(_abs_path)
+    _key_size = field_validator("tls_key_size")(_key_size)
+    _users_consistent = model_validator(mode="after")(_users_consistent)
 
     def _ports_apart(self) -> None:
         """Ports that would be published twice, or over the swarm's own, are refused together."""
@@ -550,6 +559,9 @@ def load(values: Mapping[str, Any]) -> Params:
                 "unknown parameter",
                 f"one of: {', '.join((Node if top == 'nodes' else Params).model_fields)}",
             ) from None
+        if err["type"] == "missing":
+            # pydantic's input for a missing field is the whole mapping, pasted passwords too.
+            raise ParameterError(name, "<missing>", "is required", EXAMPLES.get(top)) from None
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ParameterError):
             if len(err["loc"]) > 1:  # inside a record: named by where it sits (nodes[0]...)
