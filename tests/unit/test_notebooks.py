@@ -63,7 +63,12 @@ def test_notebook_shape(path):
     } <= set(meta["language_info"])
     # Ends by recording its outcome for the runner.
     assert "".join(code[-1]["source"]).strip() == "rb.finish()"
-    # Thin: no imports beyond the library, no sys.path edits.
+    # Thin: no imports beyond the library, no sys.path edits; and no name it imports
+    # hides a parameter (the parameters live in the same namespace).
     for c in code:
         src = "".join(c["source"])
         assert "sys.path" not in src and "import *" not in src
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                bound = {a.asname or a.name.split(".")[0] for a in node.names}
+                assert not bound & set(Params.model_fields), f"{bound} hides a parameter"
