@@ -236,13 +236,7 @@ def join(rb: Runbook) -> Found | Plan:
             on=rb.main.host,
         )
     if mine.state not in ("inactive", ""):
-        known = ", ".join(mine.managers) or "unknown managers"
-        raise RunbookError(
-            f"{t.name} is {mine.state} in another swarm (node {mine.node_id[:12] or '?'}, "
-            f"managers {known}): the runbook does not take a host out of a swarm it did not "
-            f"make. Run 'docker swarm leave' on it (its services and, on a manager, that "
-            f"swarm's state are lost there), or take it out of nodes"
-        )
+        raise _elsewhere(t.name, mine)
     manager = manager_address(rb)
     kind = "manager" if t.role == "manager" else "worker"
 
@@ -261,6 +255,30 @@ def join(rb: Runbook) -> Found | Plan:
         changed=f"joined as a {t.role}, confirmed by the first manager's node list",
         after=confirmed,
     )
+
+
+def _elsewhere(name: str, mine: NodeSwarm) -> RunbookError:
+    known = ", ".join(mine.managers) or "unknown managers"
+    return RunbookError(
+        f"{name} is {mine.state} in another swarm (node {mine.node_id[:12] or '?'}, "
+        f"managers {known}): the runbook does not take a host out of a swarm it did not "
+        f"make. Run 'docker swarm leave' on it (its services and, on a manager, that "
+        f"swarm's state are lost there), or take it out of nodes"
+    )
+
+
+@step("Swarm membership", skip=_no_nodes, each_host=True)
+def membership(rb: Runbook) -> Found | Verified:
+    """Before anything changes: a node in another swarm is refused now, not after Docker
+    and the registry's trust were set up on it."""
+    if rb.target.first:
+        return Found("the first manager: the swarm is made or kept here (notebook 04)")
+    mine = swarm_of(rb)
+    if mine.state in ("inactive", ""):
+        return Verified("in no swarm: it joins in notebook 10")
+    if rb.main.facts().swarm.state == "active" and mine.node_id in members(rb):
+        return Verified(f"already in this swarm (node {mine.node_id[:12]})")
+    raise _elsewhere(rb.target.name, mine)
 
 
 def _wait_pending(rb: Runbook, timeout: float = 60.0) -> NodeSwarm:
