@@ -23,6 +23,7 @@ lab: install
 	bash tests/lab/fresh-host.sh up
 
 lab-down:
+	bash tests/lab/nodes.sh down
 	bash tests/lab/fresh-host.sh reset
 	bash tests/lab/down.sh
 
