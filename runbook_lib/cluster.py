@@ -272,7 +272,10 @@ def membership(rb: Runbook) -> Found | Verified:
     """Before anything changes: a node in another swarm is refused now, not after Docker
     and the registry's trust were set up on it."""
     if rb.target.first:
-        return Found("the first manager: the swarm is made or kept here (notebook 04)")
+        return Found(
+            "the first manager: the swarm is made or kept here (notebook 04)",
+            warnings=rb.p.warnings,
+        )
     mine = swarm_of(rb)
     if mine.state in ("inactive", ""):
         return Verified("in no swarm: it joins in notebook 10")
@@ -391,3 +394,149 @@ def service_everywhere(rb: Runbook, timeout: float = 120.0) -> Verified:
             time.sleep(0.5)
     finally:
         host.run(["docker", "service", "rm", CHECK_SERVICE], check=False)
+
+
+# -- taking a host out of the swarm (notebook 11) ------------------------------------------
+
+
+def _none_leaving(rb: Runbook) -> str | None:
+    return None if rb.p.remove_nodes else "remove_nodes is empty: no host is taken out"
+
+
+def _leaving_member(rb: Runbook) -> Member | None:
+    """The node a leaving host is in this swarm, found by its own node ID when it answers,
+    else by the address the first manager has for it (a host that already left, or is
+    gone)."""
+    listed = members(rb)
+    if _reachable(rb):
+        mine = swarm_of(rb)
+        if mine.node_id in listed:
+            return listed[mine.node_id]
+    return next((m for m in listed.values() if m.addr == rb.target.address), None)
+
+
+def _reachable(rb: Runbook) -> bool:
+    """Whether the host answers over SSH (asked once per notebook: a host that is gone
+    costs a connection timeout)."""
+    if "reachable" not in rb.cache:
+        try:
+            rb.host.run(["true"])
+            rb.cache["reachable"] = True
+        except RunbookError:
+            rb.cache["reachable"] = False
+    return rb.cache["reachable"]
+
+
+@step("Drain", skip=_none_leaving, each_host="leaving")
+def drain(rb: Runbook) -> Found | Plan:
+    """The swarm moves the node's tasks to the other nodes, and sends it no more."""
+    m = _leaving_member(rb)
+    if m is None:
+        return Found("not in this swarm")
+    if m.availability == "drain":
+        return Found(f"node {m.id[:12]} ({m.hostname}) is drained")
+
+    def moved(result: StepResult) -> None:
+        _wait(rb, lambda: not _running_tasks(rb, m.id), 120, f"{m.hostname}'s tasks to move")
+
+    return Plan(
+        [Cmd(["docker", "node", "update", "--availability", "drain", m.id])],
+        changed=f"node {m.id[:12]} ({m.hostname}) drained: its tasks run elsewhere now",
+        warnings=[
+            f"what services kept in local volumes on {rb.target.name} stays there and is not "
+            "moved with their tasks; copy it first if it matters (the registry's own storage "
+            "is on the first manager)"
+        ],
+        on=rb.main.host,
+        after=moved,
+    )
+
+
+def _running_tasks(rb: Runbook, node: str) -> list[str]:
+    out = rb.main.host.run(
+        [
+            "docker",
+            "node",
+            "ps",
+            node,
+            "--filter",
+            "desired-state=running",
+            "--format",
+            "{{.Name}}",
+        ],
+        check=False,
+    ).stdout
+    return out.split()
+
+
+def _wait(rb: Runbook, done, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RunbookError(f"waited {timeout:.0f} s for {what}; run again to go on")
+        time.sleep(0.5)
+
+
+@step("Demote", skip=_none_leaving, each_host="leaving")
+def demote(rb: Runbook) -> Found | Plan:
+    """A manager becomes a worker before it leaves, so that the swarm's managers agree on it
+    going (a manager that just leaves counts as one down, against the quorum)."""
+    m = _leaving_member(rb)
+    if m is None or m.role != "manager":
+        return Found("not a manager" if m else "not in this swarm")
+    left = sum(x.role == "manager" for x in members(rb).values()) - 1
+    warnings = []
+    if left % 2 == 0:
+        warnings.append(
+            f"{left} managers remain: an even number survives no more failures than "
+            f"{left - 1}; demote or add one more"
+        )
+    return Plan(
+        [Cmd(["docker", "node", "demote", m.id])],
+        changed=f"node {m.id[:12]} ({m.hostname}) demoted to a worker",
+        warnings=warnings,
+        on=rb.main.host,
+    )
+
+
+@step("Leave", skip=_none_leaving, each_host="leaving")
+def leave(rb: Runbook) -> Found | Plan:
+    """``docker swarm leave`` on the host itself: it stops its tasks and forgets the swarm
+    (its own copy of the swarm's secrets and configs is gone with it)."""
+    if not _reachable(rb):
+        return Found(
+            f"{rb.target.name} does not answer: it cannot be asked to leave",
+            warnings=[
+                f"{rb.target.name} still believes it is in the swarm: when it is back, run "
+                "'docker swarm leave' on it"
+            ],
+        )
+    mine = swarm_of(rb)
+    if mine.state in ("inactive", ""):
+        return Found("in no swarm")
+    return Plan(
+        [Cmd(["docker", "swarm", "leave"])],
+        changed="left the swarm",
+    )
+
+
+@step("Remove from the node list", skip=_none_leaving, each_host="leaving")
+def remove(rb: Runbook) -> Found | Plan:
+    """``docker node rm`` on the first manager, once the node is down (it left); a host that
+    no longer answers is removed with ``--force``."""
+    m = _leaving_member(rb)
+    if m is None:
+        return Found("not in the first manager's node list")
+    gone = not _reachable(rb)
+    if not gone and not rb.dry_run:
+        _wait(rb, lambda: _state(rb, m.id) == "down", 60, f"{m.hostname} to be down")
+    return Plan(
+        [Cmd(["docker", "node", "rm", *(["--force"] if gone else []), m.id])],
+        changed=f"node {m.id[:12]} ({m.hostname}) removed from the swarm",
+        on=rb.main.host,
+    )
+
+
+def _state(rb: Runbook, node: str) -> str:
+    m = members(rb).get(node)
+    return m.state if m else "gone"

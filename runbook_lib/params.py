@@ -85,6 +85,7 @@ EXAMPLES: dict[str, str] = {
     "portainer_port": "9443",
     "portainer_admin_password": "env:PORTAINER_PASSWORD",
     "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
+    "remove_nodes": "[192.0.2.11]",
 }
 
 SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
@@ -338,6 +339,8 @@ class Params(BaseModel):
     allow_from: list[str] = []
     # The swarm's other hosts; ``host`` is its first manager.
     nodes: list[Node] = []
+    # Hosts to take out of the swarm (notebook 11), by the address the runbook reaches them.
+    remove_nodes: list[str] = []
 
     # Registry
     work_dir: str = "/home/docker"
@@ -438,6 +441,31 @@ class Params(BaseModel):
                     EXAMPLES["nodes"],
                 )
             seen[key] = f"nodes[{i}]"
+        listed = {_node_key(n.address, 0) for n in self.nodes}
+        for i, address in enumerate(self.remove_nodes):
+            if not is_host_or_ip(address):
+                raise ParameterError(
+                    f"remove_nodes[{i}]",
+                    address,
+                    "not a valid host name or IP address",
+                    EXAMPLES["remove_nodes"],
+                )
+            if _node_key(address, 0) == _node_key(self.host, 0):
+                raise ParameterError(
+                    f"remove_nodes[{i}]",
+                    address,
+                    "is the first manager (host), which holds the registry: the runbook does "
+                    "not take it out of its own swarm",
+                    EXAMPLES["remove_nodes"],
+                )
+            if _node_key(address, 0) in listed:
+                raise ParameterError(
+                    f"remove_nodes[{i}]",
+                    address,
+                    "is also in nodes, where the next run would join it again: take it out of "
+                    "nodes",
+                    EXAMPLES["remove_nodes"],
+                )
         return self
 
     # -- derived values -------------------------------------------------------------------

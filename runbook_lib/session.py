@@ -79,6 +79,11 @@ class Session:
     def __init__(self, p: Params):
         self.p = p
         self.targets = targets(p)
+        # Hosts to take out of the swarm (notebook 11), reached with the top-level values.
+        self.leaving = [
+            Target(a, "worker", False, p.ssh_port, p.ssh_user, p.ssh_key_file, p.sudo_password)
+            for a in p.remove_nodes
+        ]
 
     @property
     def first(self) -> Target:
@@ -125,6 +130,8 @@ class Session:
         each host's value or the exception it raised, in the hosts' order. One host's
         failure does not stop the others: the caller decides what it means."""
         chosen = self.targets if targets is None else targets
+        if not chosen:
+            return []
         if len(chosen) == 1:
             return [(chosen[0], _call(fn, chosen[0]))]
         with ThreadPoolExecutor(

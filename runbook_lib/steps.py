@@ -332,7 +332,7 @@ def step(
     *,
     check_only: bool = False,
     skip: Callable[[Any], str | None] | None = None,
-    each_host: bool = False,
+    each_host: bool | str = False,
 ) -> Callable[[Callable[..., Outcome]], Callable[..., StepResult]]:
     """Make ``fn(rb, ...) -> Outcome`` a step named ``name``.
 
@@ -346,13 +346,17 @@ def step(
     :meth:`runbook_lib.session.Session.each`), its body given each host's view of ``rb``;
     it records one result per host and returns them as :class:`HostResults`. One host's
     failure does not stop the others: the step fails after all have finished, naming the
-    hosts that failed. With one host it is an ordinary step."""
+    hosts that failed. With one host it is an ordinary step. ``each_host="leaving"`` runs
+    it on each host being taken out of the swarm (``remove_nodes``) instead."""
 
     def decorate(fn: Callable[..., Outcome]) -> Callable[..., StepResult]:
         @functools.wraps(fn)
         def wrapper(rb: _Runbook, *args: Any, **kwargs: Any) -> StepResult:
-            if each_host and not getattr(rb, "is_view", True) and len(rb.session.targets) > 1:
-                return _on_each_host(rb, name, one, args, kwargs)
+            if each_host and not getattr(rb, "is_view", True):
+                if each_host == "leaving" and rb.session.leaving:
+                    return _on_each_host(rb, name, one, args, kwargs, rb.session.leaving)
+                if len(rb.session.targets) > 1:
+                    return _on_each_host(rb, name, one, args, kwargs, rb.session.targets)
             return one(rb, *args, **kwargs)
 
         def one(rb: _Runbook, *args: Any, **kwargs: Any) -> StepResult:
@@ -405,7 +409,7 @@ class HostResults(list):
         return "".join(render_html(r) for r in self)
 
 
-def _on_each_host(rb: _Runbook, name: str, one: Callable[..., StepResult], args, kwargs):
+def _on_each_host(rb: _Runbook, name: str, one: Callable[..., StepResult], args, kwargs, hosts):
     """Run the step on every host's view; record the results in the notebook's order of
     hosts; fail, once all are done, naming the hosts that failed."""
 
@@ -420,7 +424,7 @@ def _on_each_host(rb: _Runbook, name: str, one: Callable[..., StepResult], args,
         result.host = target.name
         return result
 
-    results = HostResults(r for _, r in rb.session.each(on))
+    results = HostResults(r for _, r in rb.session.each(on, hosts))
     rb.results.extend(results)
     failed = [r for r in results if r.status == "failed"]
     if failed:

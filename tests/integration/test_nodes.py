@@ -181,3 +181,23 @@ def test_an_unreachable_node_is_refused_in_preflight(built, tmp_path):
     assert "10.203.0.99" in refused.failed.error and "ssh_port" in refused.failed.error
     assert [n.status for n in refused.notebooks[1:]] == ["skipped"] * (len(refused.notebooks) - 1)
     assert node_list() == before
+
+
+def test_notebook_11_takes_a_node_out_and_a_later_run_brings_it_back(built, tmp_path):
+    out, _, _ = built
+    values = yaml.safe_load(PARAMS.read_text())
+    without = tmp_path / "without.yaml"
+    without.write_text(
+        yaml.safe_dump({**values, "nodes": values["nodes"][:1], "remove_nodes": [ADDRESSES[2]]})
+    )
+    removed = clean(run(out, without, only=["11"]))
+    lines = {s["name"]: s for s in steps(removed, "11-remove-nodes")}
+    assert lines["Drain"]["status"] == "changed" and lines["Drain"]["warnings"]
+    assert lines["Leave"]["status"] == "changed"
+    assert lines["Remove from the node list"]["status"] == "changed"
+    assert [n[0] for n in node_list()] == ["node1", "node2"]
+    assert swarm_state(ADDRESSES[2]).split()[0] == "inactive"
+    again = clean(run(out, without, only=["11"]))
+    assert [n.changed for n in again.notebooks] == [0]
+    back = clean(run(out, only=["01", "10"]))
+    assert len(node_list()) == 3 and back.failed is None

@@ -112,3 +112,24 @@ def test_the_form_writes_nodes_as_yaml_and_reads_them_back():
 def test_an_unknown_field_of_a_node_lists_a_node_s_fields():
     err = refusal(nodes=[{"address": "10.0.0.2", "adress": "x"}])
     assert "address, role, labels" in str(err) and "registry_host" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"remove_nodes": ["10.0.0.1"]}, "first manager"),
+        ({"remove_nodes": ["10.0.0.2"], "nodes": [{"address": "10.0.0.2"}]}, "also in nodes"),
+        ({"remove_nodes": ["not a host"]}, "host name"),
+    ],
+)
+def test_a_node_to_remove_is_checked(values, said):
+    err = refusal(**values)
+    assert err.name == "remove_nodes[0]" and said in str(err), str(err)
+
+
+def test_nodes_to_remove_are_reached_with_the_top_level_values():
+    from runbook_lib.session import Session
+
+    p = load(remove_nodes=["10.0.0.9"], ssh_user="deploy")
+    (leaving,) = Session(p).leaving
+    assert (leaving.address, leaving.ssh_user, leaving.first) == ("10.0.0.9", "deploy", False)
