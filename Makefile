@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: demo test lint unit lab lab-down lab-reset nodes nodes-down install clean browser mutation
+.PHONY: demo demo-nodes test lint unit lab lab-down lab-reset nodes nodes-down install clean browser mutation
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ nodes-down:
 
 demo: lab
 	$(VENV)/bin/runbook run parameters/lab.yaml
+
+# The runbook on the lab's three nodes (tests/lab/nodes.sh): a swarm of three hosts.
+demo-nodes: install
+	bash tests/lab/nodes.sh up
+	$(VENV)/bin/runbook run parameters/lab-nodes.yaml
 
 lint: install
 	$(VENV)/bin/ruff check runbook_lib tests benchmarks
