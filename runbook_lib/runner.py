@@ -68,6 +68,7 @@ class RunSummary:
     parameters: dict[str, Any] = field(default_factory=dict)  # as in the file: references
     counts: dict[str, int] = field(default_factory=dict)  # every step of the run by status
     warnings: list[str] = field(default_factory=list)  # "notebook: Step: warning"
+    stopped: str | None = None  # why the run was interrupted (Ctrl-C, SIGTERM), wherever
 
     @property
     def failed(self) -> NotebookOutcome | None:
@@ -85,6 +86,9 @@ class RunSummary:
         self.seconds = round(time.monotonic() - began, 3)
         notebooks = [asdict(n) for n in self.notebooks]
         self.status = report.run_status(notebooks)
+        if self.stopped and self.status not in ("failed", "interrupted"):
+            # Stopped between notebooks, or before the first: still an interrupted run.
+            self.status = "interrupted"
         self.counts, self.warnings = report.run_totals(notebooks)
 
     def to_json(self) -> str:
@@ -196,6 +200,11 @@ def run(
     previous = _stop_on_sigterm()
     try:
         return _run(kernel, params_file, start, only, check, out_root, log, record)
+    except KeyboardInterrupt as exc:
+        if "summary" in record:
+            why = str(exc) if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+            record["summary"].stopped = why
+        raise
     finally:
         kernel.close()
         if "summary" in record:
@@ -262,6 +271,8 @@ def _close(record: dict[str, Any], commit: subprocess.Popen | None, log) -> None
     stopped = summary.interrupted
     if stopped:
         log(f"INTERRUPTED in {stopped.name}: {stopped.error}; report: {folder / 'index.html'}")
+    elif summary.stopped:
+        log(f"INTERRUPTED between notebooks: {summary.stopped}; report: {folder / 'index.html'}")
 
 
 def _run(kernel, params_file, start, only, check, out_root, log, record) -> RunSummary:

@@ -332,6 +332,8 @@ def test_check_on_a_new_host_says_what_it_would_do_and_changes_nothing(new_host_
         "07-registry": "changed",
         "08-verify": "skipped",  # check_only: a push is a change
         "09-portainer": "skipped",  # not enabled
+        "10-nodes": "skipped",  # no nodes
+        "11-remove-nodes": "skipped",  # none to remove
     }
     s = steps(summary)
     assert all(step["dry_run"] for step in s.values())

@@ -98,3 +98,25 @@ def test_a_run_writes_its_report_before_it_says_done(tmp_path, monkeypatch, para
     assert summary["status"] == "ok" and summary["counts"]["failed"] == 0
     assert summary["parameters"]["registry_users"] == {"admin": "env:RB_TEST_REGISTRY_PW"}
     assert PLANTED not in _folder_text(tmp_path / "runs")
+
+
+def test_a_run_stopped_before_its_first_notebook_is_recorded_as_interrupted(
+    tmp_path, monkeypatch, params
+):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    stand_in_notebook(nbs / "01-quick.ipynb", "print('one')")
+    monkeypatch.setattr(runner, "NOTEBOOKS", nbs)
+    lines: list[str] = []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith("run folder:"):  # accepted, the record begun: no notebook yet
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(runner.Terminated):
+        runner.run(params, out_root=tmp_path / "runs", log=log)
+    folder = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["stopped"] == "stopped by SIGTERM"
+    assert any(line.startswith("INTERRUPTED between notebooks") for line in lines)
