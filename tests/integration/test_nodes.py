@@ -88,6 +88,13 @@ def test_three_fresh_hosts_become_a_swarm_whose_nodes_all_pull(built):
         ("node2", "Ready", ""),
         ("node3", "Ready", ""),
     ]
+    labels = {
+        s["host"]: s["status"] for s in steps(first, "10-nodes") if s["name"] == "Node labels"
+    }
+    assert labels == {ADDRESSES[0]: "ok", ADDRESSES[1]: "changed", ADDRESSES[2]: "ok"}
+    assert on(
+        ADDRESSES[0], "docker node inspect node2 --format '{{json .Spec.Labels}}'"
+    ).strip() == ('{"lab":"node2"}')
     (everywhere,) = [s for s in steps(first, "10-nodes") if s["name"] == "A service on every node"]
     assert everywhere["status"] == "verified" and "on 3 nodes" in everywhere["reason"]
     pulls = [s for s in steps(first, "10-nodes") if s["name"] == "Pull on every host"]
@@ -104,10 +111,7 @@ def test_a_worker_taken_out_comes_back(built):
     out, _, _ = built
     node3 = swarm_state(ADDRESSES[2]).split()[1]
     on(ADDRESSES[2], "docker swarm leave")
-    on(
-        ADDRESSES[0],
-        f"for i in $(seq 50); do docker node rm {node3} 2>/dev/null && break; sleep 0.2; done",
-    )
+    forget(node3)
     assert [n[0] for n in node_list()] == ["node1", "node2"]
     again = clean(run(out, only=["01", "10"]))
     joins = {
@@ -121,14 +125,20 @@ def test_a_worker_taken_out_comes_back(built):
     ]
 
 
+def forget(node: str, *flags: str) -> None:
+    """``docker node rm`` on the first manager, once it sees the node down (a minute at most)."""
+    on(
+        ADDRESSES[0],
+        f"for i in $(seq 300); do docker node rm {' '.join(flags)} {node} >/dev/null 2>&1 && exit 0;"
+        " sleep 0.2; done; exit 1",
+    )
+
+
 def _leave(address: str) -> None:
     """Take a worker out of the swarm, on both sides."""
     node = swarm_state(address).split()[1]
     on(address, "docker swarm leave --force")
-    on(
-        ADDRESSES[0],
-        f"for i in $(seq 50); do docker node rm --force {node} 2>/dev/null && break; sleep 0.2; done",
-    )
+    forget(node, "--force")
 
 
 def test_a_node_in_another_swarm_is_refused_before_anything_changes(built):
