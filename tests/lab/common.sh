@@ -180,3 +180,12 @@ lab_ssh() {
         -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=5 \
         -p "$LAB_SSH_PORT" -l "$user" "$LAB_SSH_HOST" "$@"
 }
+
+# lab_lock DIR SCRIPT: one command of a lab script at a time, on DIR/lock (descriptor 9,
+# held until the script ends; daemons it starts get no copy of it).
+lab_lock() {
+    lab_need_root
+    mkdir -p "$1"
+    exec 9>>"$1/lock"
+    flock -w 300 9 || lab_die "another $2 command holds $1/lock"
+}

@@ -874,12 +874,7 @@ status() {
 }
 
 # One command at a time (the daemons started get no copy of the lock's descriptor).
-lock() {
-    lab_need_root
-    mkdir -p "$FRESH_DIR"
-    exec 9>>"$FRESH_DIR/lock"
-    flock -w 300 9 || lab_die "another fresh-host.sh command holds $FRESH_DIR/lock"
-}
+lock() { lab_lock "$FRESH_DIR" fresh-host.sh; }
 
 [ $# -eq 1 ] || usage
 case $1 in

@@ -230,12 +230,7 @@ memory() {
 }
 
 # One command at a time.
-lock() {
-    lab_need_root
-    mkdir -p "$NODES_DIR"
-    exec 9>>"$NODES_DIR/lock"
-    flock -w 300 9 || lab_die "another nodes.sh command holds $NODES_DIR/lock"
-}
+lock() { lab_lock "$NODES_DIR" nodes.sh; }
 
 [ $# -eq 1 ] || usage
 case $1 in

@@ -19,6 +19,23 @@ BASE = {
 }
 
 
+class AtOnce:
+    """Counts how many threads are inside it at once, and the most there ever were."""
+
+    def __init__(self):
+        self.inside = self.most = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        with self._lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self.inside -= 1
+
+
 def test_one_host_is_the_first_manager():
     (t,) = targets(params.load(BASE))
     assert (t.address, t.role, t.first, t.ssh_user, t.ssh_port) == (
@@ -61,16 +78,11 @@ def test_one_connection_per_host_shared_by_sessions_and_none_opened_before_use()
 
 def test_each_runs_in_parallel_and_keeps_every_host_s_outcome_in_order():
     p = params.load({**BASE, "nodes": [{"address": f"10.0.0.{i}"} for i in (2, 3, 4)]})
-    inside, most = [0], [0]
-    lock = threading.Lock()
+    at_once = AtOnce()
 
     def work(t):
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        time.sleep(0.2)
-        with lock:
-            inside[0] -= 1
+        with at_once:
+            time.sleep(0.2)
         if t.address == "10.0.0.3":
             raise RuntimeError("unreachable")
         return t.address
@@ -78,7 +90,7 @@ def test_each_runs_in_parallel_and_keeps_every_host_s_outcome_in_order():
     began = time.monotonic()
     out = Session(p).each(work)
     assert time.monotonic() - began < 0.6  # four hosts, not four times one host
-    assert most[0] == 4
+    assert at_once.most == 4
     assert [t.address for t, _ in out] == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
     assert [v for _, v in out][:2] == ["10.0.0.1", "10.0.0.2"]
     assert isinstance(out[2][1], RuntimeError) and out[3][1] == "10.0.0.4"
@@ -86,16 +98,11 @@ def test_each_runs_in_parallel_and_keeps_every_host_s_outcome_in_order():
 
 def test_each_is_bounded():
     p = params.load({**BASE, "nodes": [{"address": f"10.0.0.{i}"} for i in range(2, 8)]})
-    inside, most = [0], [0]
-    lock = threading.Lock()
+    at_once = AtOnce()
 
     def work(t):
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        time.sleep(0.05)
-        with lock:
-            inside[0] -= 1
+        with at_once:
+            time.sleep(0.05)
 
     Session(p).each(work, parallel=3)
-    assert most[0] == 3
+    assert at_once.most == 3
