@@ -16,6 +16,7 @@ Docker API's ``POST /swarm/join`` on the node, never on a command line.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,131 @@ def ports(rb: Runbook) -> Verified | Found:
             "allow_from without this host), then run again"
         )
     return Verified(f"reaches {addr} on {SWARM_PORT}/tcp and {GOSSIP_PORT}/tcp")
+
+
+OVERLAY_PORT = 4789  # VXLAN: the overlay networks' traffic (udp)
+
+# On a host that is to join: answer every datagram on the swarm's udp ports, for a minute
+# at most or until told to stop; print the ports it could take (a port in use is left out).
+_ECHO = r"""
+import select, socket, sys, time
+socks = []
+for port in (7946, 4789):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("0.0.0.0", port))
+    except OSError:
+        continue
+    socks.append(s)
+print("ready", *[s.getsockname()[1] for s in socks], flush=True)
+end = time.monotonic() + 60
+while socks and time.monotonic() < end:
+    for s in select.select(socks, [], [], 0.5)[0]:
+        data, peer = s.recvfrom(64)
+        if data == b"runbook-stop":
+            end = 0
+        else:
+            s.sendto(data, peer)
+"""
+# From another host: a datagram to each ADDRESS:PORT given, three tries, an answer awaited.
+_ASK = r"""
+import socket, sys
+for target in sys.argv[1:]:
+    addr, port = target.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    ok = False
+    for _ in range(3):
+        try:
+            s.sendto(b"runbook-udp", (addr, int(port)))
+            ok = s.recvfrom(64)[0] == b"runbook-udp"
+            break
+        except OSError:
+            continue
+    print(target, "open" if ok else "blocked", flush=True)
+"""
+_PY = 'for py in python3 /usr/libexec/platform-python; do command -v $py >/dev/null 2>&1 && exec $py -c "$@"; done; exit 3'
+
+
+def _udp_listeners(rb: Runbook, joining: list) -> dict[str, tuple[threading.Thread, list[int]]]:
+    """Start the echo on each host to join; its thread and the ports it holds."""
+    started: dict[str, tuple[threading.Thread, list[int]]] = {}
+    for t in joining:
+        view, ready, ports = rb.on(t), threading.Event(), []
+
+        def seen(line: str, ports=ports, ready=ready) -> None:
+            if line.startswith("ready"):
+                ports.extend(int(x) for x in line.split()[1:])
+                ready.set()
+
+        def serve(view=view, seen=seen, ready=ready) -> None:
+            try:
+                view.host.sh(_PY, _ECHO, timeout=90, on_line=seen, display="udp echo on 7946, 4789")
+            except RunbookError:
+                pass
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        ready.wait(30)
+        started[t.address] = (thread, ports)
+    return started
+
+
+@step("Swarm ports (udp)", skip=_no_nodes)
+def udp_ports(rb: Runbook) -> Found | Verified:
+    """Before joining, 7946/udp (gossip) and 4789/udp (the overlay) into each host that is
+    to join, from every other host: each to join answers on those ports for a moment, and
+    every other host sends it a datagram. (Into a host that runs a swarm already, Docker
+    holds the ports and cannot be asked like this.) A host without python3 is not checked."""
+    joining = [
+        t for t in rb.session.targets if not t.first and swarm_of(rb.on(t)).state == "inactive"
+    ]
+    if not joining:
+        return Found("every node is in the swarm already")
+    if rb.dry_run:
+        return Found(f"check mode: not checked (would check {len(joining)} host(s) to join)")
+    listeners = _udp_listeners(rb, joining)
+    try:
+        blocked, checked = [], 0
+        for source in rb.session.targets:
+            asks = [
+                f"{t.address}:{port}"
+                for t in joining
+                if t != source
+                for port in listeners[t.address][1]
+            ]
+            if not asks:
+                continue
+            out = rb.on(source).host.sh(_PY, _ASK, *asks, check=False, timeout=60).stdout
+            for line in out.splitlines():
+                target, _, verdict = line.partition(" ")
+                checked += 1
+                if verdict == "blocked":
+                    addr, port = target.rsplit(":", 1)
+                    blocked.append(f"{source.address} to {addr} on {port}/udp")
+    finally:
+        for t in joining:
+            for port in listeners[t.address][1]:
+                rb.on(t).host.sh(
+                    _PY,
+                    f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'runbook-stop', ('127.0.0.1', {port}))",
+                    check=False,
+                )
+    if blocked:
+        raise RunbookError(
+            f"udp blocked between the swarm's hosts: {'; '.join(blocked)}. The swarm needs "
+            f"{GOSSIP_PORT}/udp (gossip) and {OVERLAY_PORT}/udp (overlay networks) open between "
+            "all its hosts, both ways: open them, then run again"
+        )
+    if not checked:
+        return Found(
+            "not checked: no host to join could answer (python3 missing, or the ports held)"
+        )
+    return Verified(
+        f"{GOSSIP_PORT}/udp and {OVERLAY_PORT}/udp reach the {len(joining)} host(s) to join from every other host ({checked} checks)"
+    )
 
 
 # POST /swarm/join on the node's own engine, the body (with the token) on standard input.

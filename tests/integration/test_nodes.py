@@ -211,3 +211,27 @@ def test_notebook_11_takes_a_node_out_and_a_later_run_brings_it_back(built, tmp_
     assert [n.changed for n in again.notebooks] == [0]
     back = clean(run(out, only=["01", "10"]))
     assert len(node_list()) == 3 and back.failed is None
+
+
+def test_a_blocked_udp_port_names_the_port_and_both_hosts(built):
+    out, _, _ = built
+    _leave(ADDRESSES[2])
+    block = "iptables -I INPUT -p udp --dport 4789 -j DROP"
+    subprocess.run(["ip", "netns", "exec", "runbook-node3", *block.split()], check=True)
+    try:
+        refused = run(out, only=["10"])
+        assert refused.failed is not None
+        error = refused.failed.error
+        assert "10.203.0.11 to 10.203.0.13 on 4789/udp" in error, error
+        assert "10.203.0.12 to 10.203.0.13 on 4789/udp" in error, error
+        assert "7946/udp" not in error.split("The swarm needs")[0], error
+        assert swarm_state(ADDRESSES[2]).split()[0] == "inactive"
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", "runbook-node3", *block.replace("-I", "-D").split()],
+            check=True,
+        )
+    again = clean(run(out, only=["10"]))
+    (udp,) = [s for s in steps(again, "10-nodes") if s["name"] == "Swarm ports (udp)"]
+    assert udp["status"] == "verified" and "(4 checks)" in udp["reason"], udp
+    assert len(node_list()) == 3
