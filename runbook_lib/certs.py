@@ -71,7 +71,7 @@ def certificate(rb: Runbook) -> Plan:
     p, lay, host = rb.p, layout(rb), rb.host
     names = p.all_registry_names
     cert_pem, key_pem, ca_now = host.get(lay.cert), host.get(lay.key), host.get(lay.ca_cert)
-    reason = tls.needs_new_cert(cert_pem, key_pem, names) or tls.trust_problem(
+    reason = tls.needs_new_cert(cert_pem, key_pem, names, p.tls_renew_days) or tls.trust_problem(
         cert_pem, ca_now, p.tls_ca
     )
     if reason is None:

@@ -75,6 +75,7 @@ EXAMPLES: dict[str, str] = {
     "tls_key_type": "ecdsa or rsa",
     "tls_key_size": "256 for ecdsa, 4096 for rsa",
     "tls_days": "365",
+    "tls_renew_days": "30",
     "tls_ca": "false",
     "tls_ca_dir": "~/.local/share/swarm-registry-runbook/ca",
     "trust_on_runner": "false",
@@ -358,6 +359,8 @@ class Params(BaseModel):
     tls_key_type: Literal["ecdsa", "rsa"] = "ecdsa"
     tls_key_size: int = 256
     tls_days: int = Field(365, ge=1, le=3650)
+    # A certificate with fewer days left than this is replaced by the next run of 05.
+    tls_renew_days: int = Field(30, ge=1, le=3650)
     tls_ca: bool = False
     # Where the local CA's private key lives, on the machine running the runbook.
     tls_ca_dir: str = "~/.local/share/swarm-registry-runbook/ca"
@@ -424,6 +427,18 @@ class Params(BaseModel):
                     raise ParameterError(
                         name, port, "Portainer publishes its Edge port there", EXAMPLES[name]
                     )
+
+    @model_validator(mode="after")
+    def _renewal(self) -> Params:
+        if self.tls_renew_days >= self.tls_days:
+            raise ParameterError(
+                "tls_renew_days",
+                self.tls_renew_days,
+                f"must be less than tls_days ({self.tls_days}), or every run would replace "
+                "the certificate it just made",
+                EXAMPLES["tls_renew_days"],
+            )
+        return self
 
     @model_validator(mode="after")
     def _nodes_apart(self) -> Params:

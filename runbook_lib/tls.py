@@ -311,8 +311,9 @@ def needs_new_cert(
 ) -> str | None:
     """Why the certificate on the host must be replaced, or ``None`` to keep it.
 
-    A valid certificate is kept even if other settings (key type, days) changed since it
-    was made, so that running the step again changes nothing.
+    A certificate for exactly these names, with ``min_days_left`` days or more to go, is
+    kept even if other settings (key type, days) changed since it was made, so that running
+    the step again changes nothing.
     """
     dns, ips = split_names(names)
     if cert_pem is None:
@@ -333,6 +334,10 @@ def needs_new_cert(
     missing = [n for n in dns if n not in have_dns] + [str(ip) for ip in ips if ip not in have_ips]
     if missing:
         return f"certificate does not cover {', '.join(missing)}"
+    extra = [n for n in have_dns if n not in dns] + [str(ip) for ip in have_ips if ip not in ips]
+    if extra:
+        # The names changed: a name given up may now belong to another host.
+        return f"certificate also names {', '.join(extra)}, no longer a name of the registry"
     days_left = cert_info(cert, now).days_left
     if days_left < 0:
         return f"expired {-days_left} days ago"

@@ -313,3 +313,11 @@ def test_a_docker_version_that_is_no_version_is_refused(version):
 @pytest.mark.parametrize("version", ["24.0.7", "5:24.0.7-1~debian.12~bookworm", "20.10.24+dfsg1"])
 def test_package_versions_are_accepted(version):
     assert load(docker_version=version).docker_version == version
+
+
+def test_the_renewal_threshold_is_below_the_validity():
+    base = {"host": "h.example", "registry_host": "h.example", "registry_users": {"a": "env:X"}}
+    assert params.load({**base, "tls_days": 90, "tls_renew_days": 20}).tls_renew_days == 20
+    with pytest.raises(ParameterError) as e:
+        params.load({**base, "tls_days": 30})  # the default threshold is 30 days
+    assert e.value.name == "tls_renew_days" and "less than tls_days (30)" in str(e.value)
