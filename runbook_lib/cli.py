@@ -20,11 +20,21 @@ Open runs/<...>/index.html for a run's report, runs/index.html for every run.
 """
 
 
+def _epilog() -> str:
+    """The examples, and the notebooks that run only when named."""
+    from .runner import notebooks, on_demand
+
+    named = [p.stem for p in notebooks() if on_demand(p)]
+    if not named:
+        return EPILOG
+    return EPILOG + "\non demand, only with --only NN: " + ", ".join(named) + "\n"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="runbook",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -111,8 +111,18 @@ def select(all_nbs: list[Path], start: str | None, only: list[str] | None) -> li
         chosen = [p for p in chosen if p.name[:2] >= start.zfill(2)]
     if only:
         wanted = {n.zfill(2) for n in only}
-        chosen = [p for p in chosen if p.name[:2] in wanted]
-    return chosen
+        return [p for p in chosen if p.name[:2] in wanted]
+    return [p for p in chosen if not on_demand(p)]
+
+
+def on_demand(path: Path) -> bool:
+    """Whether a notebook runs only when named (``--only NN``): work done now and then, such
+    as taking hosts out of the swarm. Its metadata says so (``runbook.on_demand``)."""
+    try:
+        meta = json.loads(path.read_text()).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("runbook", {}).get("on_demand"))
 
 
 def resolve_secrets(p) -> None:

@@ -333,7 +333,6 @@ def test_check_on_a_new_host_says_what_it_would_do_and_changes_nothing(new_host_
         "08-verify": "skipped",  # check_only: a push is a change
         "09-portainer": "skipped",  # not enabled
         "10-nodes": "skipped",  # no nodes
-        "11-remove-nodes": "skipped",  # none to remove
     }
     s = steps(summary)
     assert all(step["dry_run"] for step in s.values())

@@ -258,3 +258,18 @@ def test_a_node_s_unresolvable_sudo_password_is_refused_before_anything_runs(tmp
     with pytest.raises(SecretError, match="RB_TEST_NODE_SUDO"):
         runner.run(f, out_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_on_demand_notebook_runs_only_when_named(tmp_path):
+    import nbformat
+
+    for name in ("01-a", "02-b", "03-c"):
+        stand_in_notebook(tmp_path / f"{name}.ipynb", "print(1)")
+    nb = nbformat.read(tmp_path / "02-b.ipynb", as_version=4)
+    nb.metadata["runbook"] = {"on_demand": True}
+    nbformat.write(nb, tmp_path / "02-b.ipynb")
+    nbs = runner.notebooks(tmp_path)
+    assert [p.stem for p in runner.select(nbs, None, None)] == ["01-a", "03-c"]
+    assert [p.stem for p in runner.select(nbs, "02", None)] == ["03-c"]
+    assert [p.stem for p in runner.select(nbs, None, ["02"])] == ["02-b"]
+    assert [p.stem for p in runner.select(nbs, None, ["01", "2"])] == ["01-a", "02-b"]
