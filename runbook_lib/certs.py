@@ -30,6 +30,7 @@ from .steps import (
     Plan,
     Put,
     Skip,
+    Verified,
     path_states,
     plan_dir,
     plan_file,
@@ -103,6 +104,38 @@ def certificate(rb: Runbook) -> Plan:
     if not p.tls_ca:
         plan.append(_put_cert(lay.ca_cert, cert_pem, info))
     return Plan(plan, changed=f"new ({reason}): {_describe(info)}", details=_details(info))
+
+
+@step("Expiry")
+def expiry(rb: Runbook) -> Verified:
+    """When the registry's certificate, and with ``tls_ca`` the local CA, stop being valid;
+    a warning when the next step will replace the certificate, or the CA is within its last
+    year (the next certificate then comes with a new CA, which clients must trust again)."""
+    lay = layout(rb)
+    cert_pem, ca_pem_now = rb.host.get(lay.cert), rb.host.get(lay.ca_cert)
+    if not cert_pem:
+        raise MissingInput(f"{lay.cert} is missing: run notebook 05 (TLS) first")
+    cert = tls.cert_info(tls.load_cert(cert_pem))
+    details = {f"certificate {k}": v for k, v in _details(cert).items()}
+    warnings = []
+    if cert.days_left < rb.p.tls_renew_days:
+        warnings.append(
+            f"the certificate has {cert.days_left} days left, fewer than tls_renew_days "
+            f"({rb.p.tls_renew_days}): the next step replaces it"
+        )
+    if rb.p.tls_ca and ca_pem_now and ca_pem_now != cert_pem:
+        ca = tls.cert_info(tls.load_cert(ca_pem_now))
+        details.update({f"CA {k}": v for k, v in _details(ca).items()})
+        if ca.days_left <= 365:
+            warnings.append(
+                f"the CA has {ca.days_left} days left: the next certificate comes with a new "
+                "CA, which every client must trust again"
+            )
+    return Verified(
+        f"the certificate expires {cert.not_after:%Y-%m-%d} ({cert.days_left} days)",
+        details=details,
+        warnings=warnings,
+    )
 
 
 def _put_cert(path: str, pem: bytes, info: tls.CertInfo) -> Put:

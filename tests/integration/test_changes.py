@@ -137,3 +137,36 @@ def test_loosened_modes_are_repaired_and_said(built, tmp_path, path, loosen, wan
     assert sum(n.changed for n in summary.notebooks) >= 1, "the repair was not reported"
     assert sh(f"stat -c '%a %U:%G' {path}").strip() == wanted
     assert [n.changed for n in run(built, only=["05", "06"]).notebooks] == [0, 0]
+
+
+def test_notebook_12_renews_under_the_kept_ca_and_clients_keep_pulling(built, tmp_path):  # noqa: F811
+    """With tls_ca, a renewal keeps the CA: what clients trust does not change, and they
+    go on pulling across it."""
+    kept = keep_image()
+    ca_dir = tmp_path / "ca"
+    with_ca = with_values(tmp_path, "with-ca", tls_ca=True, tls_ca_dir=str(ca_dir))
+    try:
+        assert_clean(run(built, with_ca, only=["05", "07"]))
+        trusted = Path(CA).read_bytes()
+        # A certificate from the same CA and key, 10 days from its end.
+        ca_cert = tls.load_cert(Path(f"{WORK}/certs/ca.crt").read_bytes())
+        ca_key = tls.load_key((ca_dir / "localhost-ca.key").read_bytes())
+        key = tls.load_key(Path(f"{WORK}/certs/localhost.key").read_bytes())
+        names = yaml.safe_load(PARAMS.read_text())["registry_names"]
+        short = tls.make_server_cert(key, ["localhost", *names], 10, ca_key, ca_cert)
+        Path(f"{WORK}/certs/localhost.crt").write_bytes(tls.cert_to_pem(short))
+
+        renewed = run(built, with_ca, only=["12"])
+        assert_clean(renewed)
+        expiry = step(renewed, "12-certificates", "Expiry")
+        assert (
+            expiry["status"] == "verified" and "fewer than tls_renew_days" in expiry["warnings"][0]
+        )
+        assert step(renewed, "12-certificates", "Certificate")["status"] == "changed"
+        assert Path(CA).read_bytes() == trusted  # clients trust what they trusted
+        assert served_certificate().days_left > 300
+        assert served(kept)
+        assert [n.changed for n in run(built, with_ca, only=["12"]).notebooks] == [0]
+    finally:
+        assert_clean(run(built, only=["05", "07"]))  # back to the self-signed certificate
+    assert served(kept)
