@@ -72,6 +72,14 @@ APT = [
     "-o",
     "DPkg::Lock::Timeout=300",
 ]
+# apt-get update, each try stopped after three minutes, three tries: a mirror or proxy that
+# closes a connection mid-transfer can leave apt's http method waiting for ever (seen with
+# apt 2.6: the socket in CLOSE-WAIT, apt still waiting), holding the lists' lock.
+_UPDATE = (
+    'for try in 1 2 3; do timeout -k 10 180 "$@" update && exit 0; '
+    'echo "apt-get update: try $try of 3 failed or hung" >&2; sleep 2; done; exit 1'
+)
+APT_UPDATE = ["sh", "-c", _UPDATE, "apt-get-update", *APT]
 
 _FACTS = (
     r"""
@@ -238,7 +246,7 @@ def plan_repo(os_: OsRelease, source: str, f: EngineFacts) -> list[Cmd | Put | C
             raise UnsupportedHost(f"{os_.pretty}: no VERSION_CODENAME in /etc/os-release")
         return [
             *plan_finish_dpkg(os_, f),
-            Cmd([*APT, "update"], watch="apt-get update"),
+            Cmd(APT_UPDATE, watch="apt-get update", shown="apt-get update"),
             Cmd([*APT, "install", "ca-certificates", "curl"], watch="apt-get install curl"),
             Cmd(["install", "-m", "0755", "-d", "/etc/apt/keyrings"]),
             Cmd(["curl", "-fsSL", f"{repo_url(os_)}/gpg", "-o", "/etc/apt/keyrings/docker.asc"]),
@@ -308,7 +316,11 @@ def plan_install(
     if os_.family == "debian":
         return [
             *plan_finish_dpkg(os_, f),
-            *([] if lists_fresh else [Cmd([*APT, "update"], watch="apt-get update")]),
+            *(
+                []
+                if lists_fresh
+                else [Cmd(APT_UPDATE, watch="apt-get update", shown="apt-get update")]
+            ),
             Cmd(
                 [*APT, "install", "--allow-downgrades", *spec],
                 timeout=1800,
@@ -394,7 +406,9 @@ def available_versions(rb: Runbook) -> list[str]:
         if not found and not rb.dry_run:
             # A new host's package lists are empty until the first update.
             with progress.activity("apt-get update", unit="lines", quiet=1) as p:
-                updated = rb.host.run([*APT, "update"], check=False, timeout=600, on_line=p.line)
+                updated = rb.host.run(
+                    APT_UPDATE, check=False, timeout=600, on_line=p.line, display="apt-get update"
+                )
             rb.host.changes += 1  # new package lists: facts read from the old are stale
             # The install that follows in this notebook need not update them again.
             rb.cache["apt lists fresh"] = updated.ok

@@ -61,9 +61,10 @@ class Cmd:
     stdin: bytes | str | None = None
     timeout: float | None = 600
     watch: str = ""
+    shown: str = ""  # how the record shows it, when the command line is not for reading
 
     def describe(self) -> str:
-        return shlex.join(self.argv)
+        return self.shown or shlex.join(self.argv)
 
     def apply(self, host: Host) -> None:
         if not self.watch:
