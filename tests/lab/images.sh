@@ -212,6 +212,8 @@ for pair in portainer/portainer-ce:lts= portainer/agent:lts=agent; do
     else
         lab_log "image $image: building the stand-in from portainer-standin/server.py"
         build_standin "$image" "${pair#*=}"
+        # The stand-in built from the previous server.py, now without a tag.
+        docker image prune -f --filter label=runbook-lab.standin >/dev/null
     fi
 done
 
