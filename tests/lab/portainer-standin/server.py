@@ -141,9 +141,7 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def serve(
-    address: tuple[str, int], handler: type, tls: ssl.SSLContext | None
-) -> ThreadingHTTPServer:
+def serve(address: tuple[str, int], handler: type, tls: ssl.SSLContext | None) -> None:
     httpd = ThreadingHTTPServer(address, handler)
     httpd.daemon_threads = True
     if tls is not None:
@@ -152,7 +150,18 @@ def serve(
             httpd.socket, server_side=True, do_handshake_on_connect=False
         )
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
+
+
+STOP = {signal.SIGTERM, signal.SIGINT}
+
+
+def wait_for_signal() -> None:
+    """Wait for SIGTERM or SIGINT, then exit at once (the state is only ever replaced whole).
+    They are blocked from the start (see the end of this file), so every thread inherits the
+    mask and only this wait receives them: a handler would run only when the kernel chose
+    the main thread, and as PID 1 in a container the process would otherwise ignore them."""
+    signal.sigwait(STOP)
+    os._exit(0)
 
 
 def parse_bind(value: str, default_host: str = "") -> tuple[str, int]:
@@ -406,12 +415,9 @@ def main_server(argv: list[str]) -> int:
         serve(parse_bind(args.bind), handler, None)
         log("INF", "starting HTTP server", bind_address=args.bind)
     serve((args.tunnel_addr, int(args.tunnel_port)), TunnelHandler, None)
-    httpd = serve(parse_bind(args.bind_https), handler, server_context(cert, key))
+    serve(parse_bind(args.bind_https), handler, server_context(cert, key))
     log("INF", "starting HTTPS server", bind_address=args.bind_https)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        httpd.shutdown()
+    wait_for_signal()
     return 0
 
 
@@ -752,19 +758,14 @@ def main_agent(argv: list[str]) -> int:
     workdir = os.environ.get("AGENT_CERT_DIR", "/tmp/agent")
     cert, key = os.path.join(workdir, "cert.pem"), os.path.join(workdir, "key.pem")
     make_certificate(cert, key, os.uname().nodename)
-    httpd = serve(("", port), AgentHandler, server_context(cert, key))
+    serve(("", port), AgentHandler, server_context(cert, key))
     log("INF", "starting Agent API server", server_port=port, use_tls=True, api_version=VERSION)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        httpd.shutdown()
+    wait_for_signal()
     return 0
 
 
 if __name__ == "__main__":
-    # As PID 1 in a container nothing stops the process on SIGTERM unless it says so. At
-    # once: the state is only ever replaced whole, and threads need no goodbye.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP)
     if sys.argv[1:2] == ["agent"]:
         sys.exit(main_agent(sys.argv[2:]))
     sys.exit(main_server(sys.argv[1:]))
