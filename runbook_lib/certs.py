@@ -298,12 +298,14 @@ true
 
 def stale_trust(listing: str, ca: bytes, keep: list[str]) -> list[str]:
     """Folders of Docker's trust that hold this registry's ca.crt under a name or port it
-    no longer has (``registry_port`` moved, a name dropped): the runbook made them."""
+    no longer has (``registry_port`` moved, a name dropped): the runbook made them. This
+    registry's ca.crt is the one it installs now, or the one it replaces (in the folders it
+    keeps, before the change): a name dropped usually comes with a new certificate."""
     import hashlib
 
-    ours = hashlib.sha256(ca).hexdigest()
     found = [line.split(" ", 1) for line in listing.splitlines() if " " in line]
-    return [d for digest, d in found if digest == ours and d not in keep]
+    ours = {hashlib.sha256(ca).hexdigest()} | {digest for digest, d in found if d in keep}
+    return [d for digest, d in found if digest in ours and d not in keep]
 
 
 @step("Docker trusts the registry", each_host=True)

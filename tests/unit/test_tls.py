@@ -400,3 +400,20 @@ def test_stale_trust_folders_are_those_with_our_ca_elsewhere():
     )
     keep = ["/etc/docker/certs.d/reg:5001"]
     assert stale_trust(listing, ca, keep) == ["/etc/docker/certs.d/reg:5000"]
+
+
+def test_stale_trust_also_finds_the_certificate_being_replaced():
+    """A name dropped with a new certificate: its folder holds the one being replaced,
+    which the folders kept still hold too."""
+    import hashlib
+
+    from runbook_lib.certs import stale_trust
+
+    new, old, other = b"new-ca", hashlib.sha256(b"old-ca").hexdigest(), "0" * 64
+    listing = (
+        f"{old} /etc/docker/certs.d/reg:5000\n"
+        f"{old} /etc/docker/certs.d/dropped:5000\n"
+        f"{other} /etc/docker/certs.d/elsewhere:443\n"
+    )
+    keep = ["/etc/docker/certs.d/reg:5000"]
+    assert stale_trust(listing, new, keep) == ["/etc/docker/certs.d/dropped:5000"]
