@@ -36,13 +36,15 @@ def cert_written() -> str:
     return f"{st.st_ino} {st.st_mtime_ns}"
 
 
-def registry_deploying() -> str:
-    """Whether 07's `docker stack deploy` runs on the host (the service's own version moves
-    on its own while an earlier update completes, so it is no sign of 07)."""
-    r = subprocess.run(
-        ["pgrep", "-f", "docker stack deploy --compose-file - manager"], capture_output=True
-    )
-    return "deploying" if r.returncode == 0 else ""
+def registry_deployed() -> str:
+    """The stack digest the registry service was last deployed from: it changes when 07
+    deploys a new stack, and only then (the service's own version also moves while an
+    earlier update completes; a `docker stack deploy` process is too short to be seen
+    reliably on a busy machine)."""
+    return sh(
+        "docker service inspect manager_registry "
+        "--format '{{index .Spec.Labels \"runbook.stack-digest\"}}'"
+    ).strip()
 
 
 def runbook(params: Path, out: Path, *args: str) -> subprocess.Popen:
@@ -69,7 +71,7 @@ def stop_when_changed(proc: subprocess.Popen, probe, timeout: float = 120) -> st
 
 @pytest.mark.parametrize(
     ("notebook", "probe", "name"),
-    [("05", cert_written, "127.0.0.4"), ("07", registry_deploying, "127.0.0.5")],
+    [("05", cert_written, "127.0.0.4"), ("07", registry_deployed, "127.0.0.5")],
     ids=["05", "07"],
 )
 def test_a_run_stopped_inside_a_step_is_resumed_with_from(built, tmp_path, notebook, probe, name):  # noqa: F811
