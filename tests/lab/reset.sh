@@ -36,9 +36,11 @@ docker volume ls -q --filter label=com.docker.stack.namespace | xargs -r docker 
 
 rm -rf /home/docker
 for registry in "${REGISTRIES[@]}"; do
-    rm -rf "/etc/docker/certs.d/$registry"
     docker logout "$registry" >/dev/null 2>&1 || true
 done
+# Docker's trust for the registry under every name and port the tests give it (127.0.0.x,
+# localhost; 5000, 5002), also what a run stopped half-way left.
+rm -rf /etc/docker/certs.d/localhost:* /etc/docker/certs.d/127.0.0.*:*
 
 # Images the runbook tagged, pushed or pulled through the local registry.
 refs=$(docker image ls --digests --format '{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}' |
