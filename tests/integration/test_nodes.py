@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -158,22 +159,26 @@ def test_a_node_in_another_swarm_is_refused_before_anything_changes(built):
     assert len(node_list()) == 3
 
 
+@contextmanager
+def node3_firewall(rule: str):
+    """An iptables rule in node3's namespace while the block runs (``-I ...``)."""
+    iptables = ["ip", "netns", "exec", "runbook-node3", "iptables"]
+    subprocess.run([*iptables, "-I", *rule.split()], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run([*iptables, "-D", *rule.split()], check=True)
+
+
 def test_a_blocked_port_names_the_port_and_both_hosts(built):
     out, _, _ = built
     _leave(ADDRESSES[2])
-    block = "iptables -I OUTPUT -p tcp -d 10.203.0.11 --dport 2377 -j REJECT"
-    subprocess.run(["ip", "netns", "exec", "runbook-node3", *block.split()], check=True)
-    try:
+    with node3_firewall("OUTPUT -p tcp -d 10.203.0.11 --dport 2377 -j REJECT"):
         refused = run(out, only=["10"])
         assert refused.failed is not None
         error = refused.failed.error
         assert "10.203.0.13 cannot reach the first manager 10.203.0.11 on 2377/tcp" in error, error
         assert swarm_state(ADDRESSES[2]).split()[0] == "inactive"  # not half-joined
-    finally:
-        subprocess.run(
-            ["ip", "netns", "exec", "runbook-node3", *block.replace("-I", "-D").split()],
-            check=True,
-        )
     clean(run(out, only=["10"]))
     assert len(node_list()) == 3
 
@@ -216,9 +221,7 @@ def test_notebook_11_takes_a_node_out_and_a_later_run_brings_it_back(built, tmp_
 def test_a_blocked_udp_port_names_the_port_and_both_hosts(built):
     out, _, _ = built
     _leave(ADDRESSES[2])
-    block = "iptables -I INPUT -p udp --dport 4789 -j DROP"
-    subprocess.run(["ip", "netns", "exec", "runbook-node3", *block.split()], check=True)
-    try:
+    with node3_firewall("INPUT -p udp --dport 4789 -j DROP"):
         refused = run(out, only=["10"])
         assert refused.failed is not None
         error = refused.failed.error
@@ -226,11 +229,6 @@ def test_a_blocked_udp_port_names_the_port_and_both_hosts(built):
         assert "10.203.0.12 to 10.203.0.13 on 4789/udp" in error, error
         assert "7946/udp" not in error.split("The swarm needs")[0], error
         assert swarm_state(ADDRESSES[2]).split()[0] == "inactive"
-    finally:
-        subprocess.run(
-            ["ip", "netns", "exec", "runbook-node3", *block.replace("-I", "-D").split()],
-            check=True,
-        )
     again = clean(run(out, only=["10"]))
     (udp,) = [s for s in steps(again, "10-nodes") if s["name"] == "Swarm ports (udp)"]
     assert udp["status"] == "verified" and "(4 checks)" in udp["reason"], udp
