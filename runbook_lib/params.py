@@ -87,6 +87,14 @@ EXAMPLES: dict[str, str] = {
     "portainer_admin_password": "env:PORTAINER_PASSWORD",
     "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
     "remove_nodes": "[192.0.2.11]",
+    "registry_storage_delete": "true",
+    "storage_delete_tags": "[myapp:old, tools/builder:2024-01]",
+    "storage_gc": "true",
+    "storage_gc_delete_untagged": "false",
+    "backup_dir": "backups",
+    "restore_from": "backups/docker.example.com-20261202T101500Z.tar.gz",
+    "teardown_confirm": "docker.example.com (the value of host)",
+    "teardown_volumes": "false",
 }
 
 SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
@@ -354,6 +362,8 @@ class Params(BaseModel):
     registry_users: dict[str, Secret] = {}
     registry_remove_users: list[str] = []
     registry_bcrypt_cost: int = Field(10, ge=4, le=16)
+    # The registry lets tags be deleted (REGISTRY_STORAGE_DELETE_ENABLED); notebook 14 needs it.
+    registry_storage_delete: bool = False
 
     # TLS
     tls_key_type: Literal["ecdsa", "rsa"] = "ecdsa"
@@ -376,6 +386,19 @@ class Params(BaseModel):
     portainer_agent_image: str = "portainer/agent:lts"
     portainer_port: int = Field(9443, ge=1, le=65535)
     portainer_admin_password: Secret | None = None
+
+    # Storage (notebook 14): tags to delete ("REPOSITORY:TAG"), and garbage collection.
+    storage_delete_tags: list[str] = []
+    storage_gc: bool = True
+    storage_gc_delete_untagged: bool = False
+
+    # Backup and restore (notebooks 15 and 16), on the machine running the runbook.
+    backup_dir: str = "backups"
+    restore_from: str | None = None
+
+    # Teardown (notebook 17): it runs only when this equals ``host``.
+    teardown_confirm: str | None = None
+    teardown_volumes: bool = False
 
     # Set by `runbook run --check`: show the plan, change nothing.
     check_mode: bool = False
