@@ -38,8 +38,6 @@ _IMAGE = re.compile(
 _PATH_CHARS = re.compile(r"^[A-Za-z0-9._/@+-]+$")
 # Docker's service names are at most 63 characters; the runbook's is STACK_registry.
 MAX_STACK_NAME = 50
-# Portainer's Edge agents' port, published with Portainer (runbook_lib.portainer).
-PORTAINER_EDGE_PORT = 8000
 # Ports the swarm itself uses on every node.
 SWARM_PORTS = {
     2377: "2377/tcp (swarm management)",
@@ -84,6 +82,7 @@ EXAMPLES: dict[str, str] = {
     "portainer_enabled": "true",
     "portainer_image": "portainer/portainer-ce:lts",
     "portainer_port": "9443",
+    "portainer_edge_port": "null (no Edge agents) or 8000",
     "portainer_admin_password": "env:PORTAINER_PASSWORD",
     "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
     "remove_nodes": "[192.0.2.11]",
@@ -385,6 +384,8 @@ class Params(BaseModel):
     portainer_image: str = "portainer/portainer-ce:lts"
     portainer_agent_image: str = "portainer/agent:lts"
     portainer_port: int = Field(9443, ge=1, le=65535)
+    # The Edge agents' tunnel port (Portainer's 8000): published only when set.
+    portainer_edge_port: int | None = Field(None, ge=1, le=65535)
     portainer_admin_password: Secret | None = None
 
     # Storage (notebook 14): tags to delete ("REPOSITORY:TAG"), and garbage collection.
@@ -432,24 +433,22 @@ class Params(BaseModel):
         ports = {"registry_port": self.registry_port}
         if self.portainer_enabled:
             ports["portainer_port"] = self.portainer_port
+            if self.portainer_edge_port is not None:
+                ports["portainer_edge_port"] = self.portainer_edge_port
+        seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in SWARM_PORTS:
                 raise ParameterError(
                     name, port, f"the swarm itself uses {SWARM_PORTS[port]}", EXAMPLES[name]
                 )
-        if self.portainer_enabled:
-            if self.portainer_port == self.registry_port:
+            if port in seen:
                 raise ParameterError(
-                    "portainer_port",
-                    self.portainer_port,
-                    "registry_port is the same port: each needs its own",
-                    EXAMPLES["portainer_port"],
+                    name,
+                    port,
+                    f"{seen[port]} is the same port: each needs its own",
+                    EXAMPLES[name],
                 )
-            for name, port in ports.items():
-                if port == PORTAINER_EDGE_PORT:
-                    raise ParameterError(
-                        name, port, "Portainer publishes its Edge port there", EXAMPLES[name]
-                    )
+            seen[port] = name
 
     @model_validator(mode="after")
     def _renewal(self) -> Params:

@@ -51,10 +51,12 @@ def https_get(
     method: str = "GET",
     body: bytes | None = None,
     verify: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """Request ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
     nothing answers (or ``ssl.SSLError`` when TLS does not verify). ``body`` is sent as
-    JSON; ``verify=False`` accepts any certificate."""
+    JSON; ``verify=False`` accepts any certificate; ``headers`` are added as they are (an
+    API token: never shown, like the body)."""
     client = host.connect()
     transport = client.get_transport()
     if transport is None:
@@ -81,6 +83,10 @@ def https_get(
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             head += f"Authorization: Basic {token}\r\n"
+        for name, value in (headers or {}).items():
+            if not (name.isascii() and name.isprintable() and value.isprintable()):
+                raise ValueError(f"not an HTTP header: {name!r}")
+            head += f"{name}: {value}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         request = (head + "\r\n").encode() + (body or b"")

@@ -61,12 +61,12 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
         cert_digest=cert,
         key_digest=key,
         htpasswd_digest=users,
-        placement=_placement(rb),
+        placement=placement(rb),
     )
     return stackfile.with_digest(stack)
 
 
-def _placement(rb: Runbook) -> tuple[str, ...]:
+def placement(rb: Runbook) -> tuple[str, ...]:
     """Where the registry runs. Its storage is a local volume of the node it runs on: with
     one manager, the tutorial's "a manager" is that node; with several, the registry is
     pinned to the first manager, or a move to another would leave its images behind."""

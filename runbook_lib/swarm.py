@@ -12,7 +12,6 @@ from . import firewall
 from .context import Runbook
 from .errors import ParameterError, RunbookError
 from .facts import HostFacts, read_swarm
-from .params import PORTAINER_EDGE_PORT
 from .steps import Call, Cmd, Outcome, Plan, Skip, StepResult, step
 
 # Interfaces Docker and container runtimes create; never the address other nodes use.
@@ -123,7 +122,9 @@ def published_ports(rb: Runbook) -> list[int]:
     """The ports Docker publishes for the runbook's services."""
     ports = [rb.p.registry_port]
     if rb.p.portainer_enabled:
-        ports += [rb.p.portainer_port, PORTAINER_EDGE_PORT]
+        ports.append(rb.p.portainer_port)
+        if rb.p.portainer_edge_port is not None:
+            ports.append(rb.p.portainer_edge_port)
     return ports
 
 

@@ -8,7 +8,8 @@
 # Server:  its own sshd_config and ed25519 host key under $LAB_DIR/sshd/, key-only, UsePAM no,
 #          started in a private mount namespace where root's ~/.bashrc is Debian's stock one
 #          (so remote commands do not pay for this machine's interactive shell set-up).
-# Client:  $LAB_DIR/client/id_ed25519, known_hosts, deploy.password, registry-admin.password.
+# Client:  $LAB_DIR/client/id_ed25519, known_hosts, deploy.password, registry-admin.password,
+#          portainer-admin.password.
 # Users:   root (key), deploy (key or password; sudo asks for the same password),
 #          nopass (key; sudo without password). Neither is in the docker group.
 set -euo pipefail
@@ -94,10 +95,13 @@ make_users() {
     fi
     chmod 0600 "$DEPLOY_PASSWORD_FILE"
     printf 'deploy:%s\n' "$(cat "$DEPLOY_PASSWORD_FILE")" | chpasswd
-    # The registry's admin password for parameters/lab.yaml (a file: reference).
-    if [ ! -s "$CLIENT_DIR/registry-admin.password" ]; then
-        (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' 'xy' | tr -d '\n' >"$CLIENT_DIR/registry-admin.password")
-    fi
+    # The registry's and Portainer's admin passwords for the parameters files (file: references).
+    local secret
+    for secret in registry-admin portainer-admin; do
+        if [ ! -s "$CLIENT_DIR/$secret.password" ]; then
+            (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' 'xy' | tr -d '\n' >"$CLIENT_DIR/$secret.password")
+        fi
+    done
 
     # nopass: key only. '*' rather than useradd's '!': with UsePAM no, sshd refuses every
     # login, keys included, to an account whose password is locked with '!'.

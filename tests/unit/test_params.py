@@ -261,7 +261,11 @@ def test_good_values_are_normalised():
         ({"portainer_enabled": True, "portainer_port": 5000}, "portainer_port"),
         ({"registry_port": 2377}, "registry_port"),
         ({"registry_port": 7946}, "registry_port"),
-        ({"portainer_enabled": True, "registry_port": 8000}, "registry_port"),
+        (
+            {"portainer_enabled": True, "portainer_edge_port": 8000, "registry_port": 8000},
+            "portainer_edge_port",
+        ),
+        ({"portainer_enabled": True, "portainer_edge_port": 2377}, "portainer_edge_port"),
         ({"portainer_enabled": True, "portainer_port": 4789}, "portainer_port"),
         ({"portainer_enabled": True, "stack_name": "portainer"}, "stack_name"),
     ],

@@ -37,14 +37,14 @@ def refusal(values: dict) -> str:
             "own (for example: 9443)",
         ),
         (
-            {"portainer_enabled": True, "registry_port": 8000},
-            "parameter 'registry_port' = 8000: Portainer publishes its Edge port there "
-            "(for example: 5000)",
+            {"portainer_enabled": True, "portainer_edge_port": 8000, "registry_port": 8000},
+            "parameter 'portainer_edge_port' = 8000: registry_port is the same port: each "
+            "needs its own (for example: null (no Edge agents) or 8000)",
         ),
         (
-            {"portainer_enabled": True, "portainer_port": 8000},
-            "parameter 'portainer_port' = 8000: Portainer publishes its Edge port there "
-            "(for example: 9443)",
+            {"portainer_enabled": True, "portainer_edge_port": 9443},
+            "parameter 'portainer_edge_port' = 9443: portainer_port is the same port: each "
+            "needs its own (for example: null (no Edge agents) or 8000)",
         ),
         (
             {"portainer_enabled": True, "stack_name": "portainer"},

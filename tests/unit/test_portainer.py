@@ -41,11 +41,22 @@ def test_rendered_stack_file_follows_the_agent_stack():
     assert agent["deploy"]["mode"] == "global"
     assert agent["deploy"]["placement"] == {"constraints": ["node.platform.os == linux"]}
     assert server["image"] == "portainer/portainer-ce:lts"
-    assert server["command"] == "-H tcp://tasks.agent:9001 --tlsskipverify"
+    assert agent["environment"] == {"AGENT_CLUSTER_ADDR": "tasks.agent"}
+    # The administrator from a swarm secret, read at start: no window, no setup token.
+    assert server["command"] == (
+        "-H tcp://tasks.agent:9001 --tlsskipverify "
+        "--admin-password-file /run/secrets/portainer_admin_password"
+    )
+    assert server["secrets"] == [
+        {"source": "portainer_admin_password", "target": "portainer_admin_password", "mode": 0o400}
+    ]
+    assert doc["secrets"] == {"portainer_admin_password": {"external": True}}
+    # Only HTTPS; the Edge agents' port only when asked for.
     assert server["ports"] == [
         {"target": 9443, "published": 9444, "protocol": "tcp", "mode": "host"},
-        {"target": 8000, "published": 8000, "protocol": "tcp", "mode": "host"},
     ]
+    edge = yaml.safe_load(render(edge_port=18000))["services"]["portainer"]["ports"]
+    assert edge[1] == {"target": 8000, "published": 18000, "protocol": "tcp", "mode": "host"}
     assert server["deploy"]["replicas"] == 1
     assert server["deploy"]["placement"] == {"constraints": ["node.role == manager"]}
     assert server["volumes"] == ["portainer_data:/data"]
@@ -59,7 +70,8 @@ def test_rendered_stack_file_follows_the_agent_stack():
     [
         ({"image": "portainer/portainer-ce lts"}, "portainer_image"),
         ({"agent_image": ""}, "portainer_agent_image"),
-        ({"port": 8000}, "portainer_port"),
+        ({"port": 9443, "edge_port": 9443}, "portainer_edge_port"),
+        ({"edge_port": 0}, "portainer_edge_port"),
         ({"port": 0}, "portainer_port"),
     ],
 )
@@ -103,10 +115,12 @@ class NoHost:
     "step",
     [
         portainer.check_parameters,
+        portainer.admin_secret,
         portainer.stack_file,
         portainer.deploy,
         portainer.wait_ready,
         portainer.admin,
+        portainer.registry,
     ],
 )
 def test_disabled_steps_are_skipped_without_touching_the_host(step):
@@ -116,32 +130,87 @@ def test_disabled_steps_are_skipped_without_touching_the_host(step):
     assert rb.results == [result]
 
 
-def test_plan_deploy():
-    p = params()
-    want = portainer.wanted_services(p)
-    assert want == {
-        "portainer_agent": ("portainer/agent:lts", ()),
-        "portainer_portainer": ("portainer/portainer-ce:lts", (8000, 9443)),
+def test_the_stack_is_labelled_with_its_digest_and_pinned_like_the_registry():
+    pinned = render(placement=("node.id == abc123",), digest="0123456789ab")
+    doc = yaml.safe_load(pinned)
+    for service in doc["services"].values():
+        assert service["deploy"]["labels"] == {"runbook.stack-digest": "0123456789ab"}
+    assert doc["services"]["portainer"]["deploy"]["placement"] == {
+        "constraints": ["node.id == abc123"]
     }
-    assert portainer.plan_deploy(dict(want), want, "services: {}") == []
-    for current in (
-        {**want, "portainer_agent": None},
-        {**want, "portainer_portainer": ("portainer/portainer-ce:2.19.4", (8000, 9443))},
-        {**want, "portainer_portainer": ("portainer/portainer-ce:lts", (8000, 9444))},
+    assert "labels" not in yaml.safe_load(render())["services"]["agent"]["deploy"]
+
+
+def test_plan_deploy():
+    same = {"portainer_agent": "d1", "portainer_portainer": "d1"}
+    assert portainer.plan_deploy(same, "d1", "services: {}") == []
+    for labels in (
+        {**same, "portainer_agent": None},
+        {**same, "portainer_portainer": "d0"},
+        {**same, "portainer_portainer": ""},
     ):
-        (cmd,) = portainer.plan_deploy(current, want, "services: {}")
+        (cmd,) = portainer.plan_deploy(labels, "d1", "services: {}")
         assert cmd.describe() == "docker stack deploy --compose-file - portainer"
         assert cmd.stdin == "services: {}"
 
 
-def test_summarise_service_spec():
-    spec = {
-        "TaskTemplate": {"ContainerSpec": {"Image": "portainer/agent:lts@sha256:abc"}},
-        "EndpointSpec": {"Mode": "dnsrr"},
+@pytest.mark.parametrize(
+    ("column", "seen"),
+    [("3/3", (3, 3)), ("2/3 (max 1 per node)", (2, 3)), ("", None), ("n/a", None)],
+)
+def test_agents_running(column, seen):
+    assert portainer.agents_running(column) == seen
+
+
+def test_setup_token_is_the_last_in_the_log():
+    log = (
+        "2026/12/02 INF setup token (required as X-Setup-Token) | token=AAAAAAAAAAAAAAAAAAAA\n"
+        "2026/12/02 INF setup token (required as X-Setup-Token) | token=bbbbbbbbbbbbbbbb_-99\n"
+    )
+    assert portainer.setup_token(log) == "bbbbbbbbbbbbbbbb_-99"
+    assert portainer.setup_token("token=short\n") is None
+    assert portainer.setup_token("") is None
+
+
+def test_wanted_registry_uses_the_first_user(monkeypatch):
+    monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
+    want = portainer.wanted_registry(params(registry_port=5443))
+    assert want == {
+        "Name": "docker.example.com",
+        "Type": 3,
+        "URL": "docker.example.com:5443",
+        "Authentication": True,
+        "Username": "admin",
+        "Password": PASSWORD,
     }
-    assert portainer.summarise(spec) == ("portainer/agent:lts", ())
-    spec["EndpointSpec"]["Ports"] = [{"PublishedPort": 9443}, {"PublishedPort": 8000}]
-    assert portainer.summarise(spec) == ("portainer/agent:lts", (8000, 9443))
+
+
+def test_registered_as():
+    want = {"Name": "r", "Type": 3, "URL": "r:5000", "Authentication": True}
+    want |= {"Username": "admin", "Password": "pw"}
+    same = {**want, "Id": 4}
+    assert portainer.registered_as([], want) == ("missing", None)
+    assert portainer.registered_as([{**same, "Name": "other"}], want) == ("missing", None)
+    assert portainer.registered_as([same], want) == ("same", 4)
+    # A list without passwords is not a difference; another password is.
+    assert portainer.registered_as([{**same, "Password": ""}], want) == ("same", 4)
+    for change in ({"Password": "old"}, {"URL": "r:5001"}, {"Username": "u"}, {"Type": 1}):
+        assert portainer.registered_as([{**same, **change}], want) == ("different", 4)
+
+
+def test_plan_registry():
+    def create(_host):
+        return None
+
+    def delete(_host):
+        return None
+
+    assert portainer.plan_registry("same", 4, create, delete) == []
+    (only,) = portainer.plan_registry("missing", None, create, delete)
+    assert only.fn is create
+    first, second = portainer.plan_registry("different", 4, create, delete)
+    assert (first.fn, second.fn) == (delete, create)
+    assert "id 4" in first.describe()
 
 
 @pytest.mark.parametrize(

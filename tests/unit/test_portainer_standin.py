@@ -21,6 +21,7 @@ from runbook_lib import portainer
 from runbook_lib.context import Runbook
 from runbook_lib.hosts import Host
 from runbook_lib.params import Params
+from runbook_lib.steps import StepFailed
 
 SERVER = Path(__file__).parents[1] / "lab" / "portainer-standin" / "server.py"
 PASSWORD = "correct-horse-battery"
@@ -388,6 +389,10 @@ class LoopbackHost(Host):
         if list(argv[-5:]) == ["docker", "service", "update", "--force", portainer.SERVER]:
             self.standin.restart(PORTAINER_STANDIN_INIT_TIMEOUT="300")
             return 0, b"", b""
+        if list(argv[-6:-2]) == ["service", "ls", "--filter", f"name={portainer.AGENT}"]:
+            return 0, b"1/1\n", b""  # the one agent of a one-node swarm runs
+        if list(argv[-4:]) == ["service", "logs", "--raw", portainer.SERVER]:
+            return 0, self.standin.log.read_bytes(), b""
         return 127, b"", f"not in this test: {argv}".encode()
 
 
@@ -404,15 +409,34 @@ def runbook(standin: StandIn, monkeypatch) -> Runbook:
     return Runbook(p, "09-portainer", host=LoopbackHost(standin))
 
 
+def reads_only(host: LoopbackHost) -> bool:
+    """The host was only asked about the agents (never changed)."""
+    return all(argv[-7:-4] == ["docker", "service", "ls"] for argv in host.commands)
+
+
 def test_runbook_waits_sets_the_administrator_then_changes_nothing(standin, monkeypatch):
     rb = runbook(standin, monkeypatch)
-    assert portainer.wait_ready(rb, timeout=10).status == "verified"
+    waited = portainer.wait_ready(rb, timeout=10)
+    assert waited.status == "verified" and "(Portainer 2.23.0); its agent runs" in waited.reason
     first = portainer.admin(rb)
-    assert (first.status, first.reason) == ("changed", "administrator 'admin' set")
+    assert (first.status, first.reason) == ("changed", "administrator 'admin' set over the API")
+    assert first.warnings  # it did not come from the secret: said
     assert standin.request("POST", "/api/auth", ADMIN)[0] == 200  # the runbook's password
     second = portainer.admin(rb)
-    assert (second.status, second.reason) == ("ok", "Portainer already has an administrator")
-    assert rb.host.commands == []
+    assert second.status == "ok"
+    assert second.reason == "'admin' logs in with portainer_admin_password"
+    assert reads_only(rb.host)
+
+
+def test_runbook_sets_the_administrator_with_the_setup_token_from_the_log(tmp_path, monkeypatch):
+    s = StandIn(tmp_path, PORTAINER_STANDIN_SETUP_TOKEN="1").start()
+    try:
+        rb = runbook(s, monkeypatch)
+        assert portainer.admin(rb).status == "changed"
+        assert s.request("POST", "/api/auth", ADMIN)[0] == 200
+        assert rb.host.commands[-1][-4:] == ["service", "logs", "--raw", portainer.SERVER]
+    finally:
+        s.stop()
 
 
 def test_runbook_restarts_a_portainer_that_timed_out(tmp_path, monkeypatch):
@@ -424,14 +448,11 @@ def test_runbook_restarts_a_portainer_that_timed_out(tmp_path, monkeypatch):
         assert waited.status == "verified" and "disabled itself" in waited.reason
         result = portainer.admin(rb)
         assert result.status == "changed"
-        assert result.reason == "administrator 'admin' set after restarting the disabled service"
-        assert rb.host.commands[-1][-5:] == [
-            "docker",
-            "service",
-            "update",
-            "--force",
-            portainer.SERVER,
-        ]
+        assert result.reason == (
+            "administrator 'admin' set over the API after restarting the disabled service"
+        )
+        restart = ["docker", "service", "update", "--force", portainer.SERVER]
+        assert restart in [argv[-5:] for argv in rb.host.commands]
         assert s.request("GET", "/api/users/admin/check")[0] == 204
     finally:
         s.stop()
@@ -441,5 +462,43 @@ def test_runbook_refuses_an_administrator_it_cannot_log_in_as(standin, monkeypat
     rb = runbook(standin, monkeypatch)
     other = {"Username": "admin", "Password": "someone-elses-password"}
     assert standin.request("POST", "/api/users/admin/init", other)[0] == 200
-    # Present: the runbook leaves it alone (it cannot tell whose password it is).
-    assert portainer.admin(rb).status == "ok"
+    with pytest.raises(StepFailed, match="refused portainer_admin_password for 'admin'"):
+        portainer.admin(rb)
+    assert reads_only(rb.host)
+
+
+def test_the_secret_sets_the_administrator_and_the_registry_is_registered_once(
+    tmp_path, monkeypatch
+):
+    secret = tmp_path / "portainer_admin_password"
+    secret.write_text(PASSWORD + "\n")
+    s = StandIn(tmp_path, "--admin-password-file", str(secret)).start()
+    try:
+        monkeypatch.setenv("REGISTRY_PASSWORD", "registry-password-1")
+        rb = runbook(s, monkeypatch)
+        assert portainer.admin(rb).status == "ok"  # set at start, from the file
+        first = portainer.registry(rb)
+        assert first.status == "changed"
+        assert first.reason == (
+            "registered docker.example.com (docker.example.com:5000, user 'admin')"
+        )
+        jwt = s.request("POST", "/api/auth", ADMIN)[2]["jwt"]
+        bearer = {"Authorization": f"Bearer {jwt}"}
+        (stored,) = s.request("GET", "/api/registries", None, bearer)[2]
+        assert (stored["Type"], stored["URL"], stored["Authentication"]) == (
+            3,
+            "docker.example.com:5000",
+            True,
+        )
+        assert portainer.registry(rb).status == "ok"
+        # A new registry password: registered again, with it.
+        monkeypatch.setenv("REGISTRY_PASSWORD", "registry-password-2")
+        rb = runbook(s, monkeypatch)  # a new run: secrets are read once a run
+        again = portainer.registry(rb)
+        assert again.status == "changed" and again.reason.endswith("with the current settings")
+        (stored,) = s.request("GET", "/api/registries", None, bearer)[2]
+        assert stored["Password"] == "registry-password-2"
+        assert portainer.registry(rb).status == "ok"
+        assert reads_only(rb.host)
+    finally:
+        s.stop()
