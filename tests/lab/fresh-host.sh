@@ -25,7 +25,8 @@
 #           machine's Debian sources (over http). The package lists are empty at first, as on a
 #           new cloud host: run apt-get update before installing.
 # Images:   "Docker Hub" is a registry on 10.204.0.1:5001 (Debian's docker-registry) holding
-#           library/hello-world:latest and library/registry:2, built by images.sh; the host's
+#           library/hello-world:latest, library/registry:2 and the Portainer stand-ins
+#           portainer/portainer-ce:lts and portainer/agent:lts, built by images.sh; the host's
 #           /etc/docker/daemon.json, written by the lab before Docker is installed, lists it in
 #           registry-mirrors, so "docker pull hello-world" works unmodified. Keep that key when
 #           changing daemon.json.
@@ -411,23 +412,38 @@ CONF
             lab_die "the image mirror does not answer on $ROOT_ADDR:$MIRROR_PORT"
         }
     fi
-    if mirror_has library/hello-world latest && mirror_has library/registry 2; then
+    # Each image the lab's hosts pull as if from Docker Hub: (archive images.sh saves, name).
+    # The Portainer stand-ins are copied again when their server.py changed since.
+    local images="hello-world.tar=library/hello-world:latest registry-2.tar=library/registry:2"
+    images+=" portainer-ce-lts.tar=portainer/portainer-ce:lts agent-lts.tar=portainer/agent:lts"
+    local standin pair missing=""
+    standin=$(sha256sum "$LAB_SCRIPTS/portainer-standin/server.py" | cut -d' ' -f1)
+    for pair in $images; do
+        local name=${pair#*=}
+        if ! mirror_has "${name%:*}" "${name##*:}"; then missing+=" $pair"; fi
+    done
+    if [ "$(cat "$MIRROR_DIR/standin.sha256" 2>/dev/null)" != "$standin" ]; then
+        missing+=" portainer-ce-lts.tar=portainer/portainer-ce:lts agent-lts.tar=portainer/agent:lts"
+    fi
+    if [ -z "$missing" ]; then
         return 0
     fi
-    lab_log "$LABEL: filling the image mirror (hello-world, registry:2)"
+    lab_log "$LABEL: filling the image mirror:$(for pair in $missing; do printf ' %s' "${pair#*=}"; done)"
     local tars
     tars=$(mktemp -d)
     # (Without the lock's descriptor: a dockerd started there must not hold the lock.)
     bash "$LAB_SCRIPTS/engine.sh" 8>&- 9>&-
     bash "$LAB_SCRIPTS/images.sh" save "$tars" 8>&- 9>&-
-    skopeo copy --quiet --dest-tls-verify=false "docker-archive:$tars/hello-world.tar" \
-        "docker://$ROOT_ADDR:$MIRROR_PORT/library/hello-world:latest"
-    skopeo copy --quiet --dest-tls-verify=false "docker-archive:$tars/registry-2.tar" \
-        "docker://$ROOT_ADDR:$MIRROR_PORT/library/registry:2"
+    for pair in $missing; do
+        skopeo copy --quiet --dest-tls-verify=false "docker-archive:$tars/${pair%%=*}" \
+            "docker://$ROOT_ADDR:$MIRROR_PORT/${pair#*=}"
+    done
     rm -rf "$tars"
-    if ! mirror_has library/hello-world latest || ! mirror_has library/registry 2; then
-        lab_die "the image mirror still lacks hello-world or registry:2"
-    fi
+    for pair in $images; do
+        local name=${pair#*=}
+        mirror_has "${name%:*}" "${name##*:}" || lab_die "the image mirror still lacks $name"
+    done
+    echo "$standin" >"$MIRROR_DIR/standin.sha256"
 }
 
 # --- the services, shared by every lab host ------------------------------------------------------
@@ -807,6 +823,8 @@ up() {
     if is_up; then
         # Another lab script may have rewritten known_hosts meanwhile.
         known_host
+        # The mirror may lack an image added (or a stand-in changed) since it was filled.
+        start_services
         lab_log "$LABEL: already up (ssh root@$HOST_ADDR)"
         return 0
     fi

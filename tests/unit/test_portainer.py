@@ -120,6 +120,7 @@ class NoHost:
         portainer.deploy,
         portainer.wait_ready,
         portainer.admin,
+        portainer.environment,
         portainer.registry,
     ],
 )
@@ -142,16 +143,43 @@ def test_the_stack_is_labelled_with_its_digest_and_pinned_like_the_registry():
 
 
 def test_plan_deploy():
+    def wait(_host):
+        return None
+
     same = {"portainer_agent": "d1", "portainer_portainer": "d1"}
-    assert portainer.plan_deploy(same, "d1", "services: {}") == []
+    assert portainer.plan_deploy(same, "d1", "services: {}", "agents", wait) == []
     for labels in (
         {**same, "portainer_agent": None},
         {**same, "portainer_portainer": "d0"},
         {**same, "portainer_portainer": ""},
     ):
-        (cmd,) = portainer.plan_deploy(labels, "d1", "services: {}")
+        (cmd,) = portainer.plan_deploy(labels, "d1", "services: {}", "agents", wait)
         assert cmd.describe() == "docker stack deploy --compose-file - portainer"
         assert cmd.stdin == "services: {}"
+    # No server yet: the agents first, then the whole stack once they run.
+    first, waits, whole = portainer.plan_deploy(
+        {"portainer_agent": None, "portainer_portainer": None}, "d1", "services: {}", "agents", wait
+    )
+    assert (first.stdin, first.describe()) == (
+        "agents",
+        "docker stack deploy --compose-file - portainer (agents only)",
+    )
+    assert waits.fn is wait and whole.stdin == "services: {}"
+
+
+def test_agents_first_is_the_stack_without_its_server():
+    doc = yaml.safe_load(render(replicas=0))
+    assert doc["services"]["portainer"]["deploy"]["replicas"] == 0
+    assert doc["services"]["agent"] == yaml.safe_load(render())["services"]["agent"]
+
+
+def test_environments_are_the_agent_ones():
+    listed = [
+        {"Name": "primary", "URL": "tcp://tasks.agent:9001", "Type": 2},
+        {"Name": "local", "URL": "unix:///var/run/docker.sock", "Type": 1},
+    ]
+    assert portainer.environments(listed) == ["primary (tcp://tasks.agent:9001)"]
+    assert portainer.environments([]) == []
 
 
 @pytest.mark.parametrize(
