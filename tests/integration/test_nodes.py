@@ -106,6 +106,9 @@ def test_a_second_run_changes_nothing(built):
     _, _, second = built
     clean(second)
     assert {n.name: n.changed for n in second.notebooks} == {n.name: 0 for n in second.notebooks}
+    # Portainer's agent, deployed by 09 before 10 joined the workers, runs on all three.
+    (answers,) = [s for s in steps(second, "09-portainer") if s["name"] == "Portainer answers"]
+    assert "an agent on each of the 3 nodes" in answers["reason"]
 
 
 def test_a_worker_taken_out_comes_back(built):
