@@ -8,11 +8,11 @@ the ``bcrypt`` library) and the file travels to the host on SSH's standard input
 
 from __future__ import annotations
 
-from . import htpasswd
-from .certs import layout
+from . import htpasswd, probe
+from .certs import ca_pem, layout
 from .context import Runbook
-from .errors import ParameterError
-from .steps import Plan, path_states, plan_file, step
+from .errors import ParameterError, RunbookError
+from .steps import Plan, Verified, path_states, plan_file, step
 
 
 def htpasswd_path(rb: Runbook) -> str:
@@ -49,4 +49,50 @@ def users(rb: Runbook) -> Plan:
         warnings=[f"{path} was damaged: {'; '.join(damaged)}; rewritten without them"]
         if damaged
         else [],
+    )
+
+
+def login_plan(listed: dict[str, int], removed: dict[str, int]) -> tuple[dict[str, str], list[str]]:
+    """What the registry's answers to ``GET /v2/`` say, user by user: (a table for the
+    record, problems). A listed user must get 200 with its password; a removed user must
+    not (the registry answers 401 to a user not in its file, whatever the password)."""
+    table: dict[str, str] = {}
+    problems = []
+    for user, status in listed.items():
+        table[user] = "logs in (200)" if status == 200 else f"refused ({status})"
+        if status != 200:
+            problems.append(f"{user!r} is refused ({status}) with the password it was given")
+    for user, status in removed.items():
+        table[f"{user} (removed)"] = "refused (401)" if status == 401 else f"answered {status}"
+        if status != 401:
+            problems.append(f"{user!r} was removed but the registry answers {status}, not 401")
+    return table, problems
+
+
+@step("Logins", check_only=True)
+def logins(rb: Runbook) -> Verified:
+    """Each user of ``registry_users`` logs in with its password, over TLS verified against
+    the registry's CA, from the host, as ``docker login`` would; each user of
+    ``registry_remove_users`` is refused. The registry reads the password file it was
+    started with, so this passes only once it runs with the file notebook 06 wrote."""
+    p, ca = rb.p, ca_pem(rb)
+
+    def status(user: str, password: str) -> int:
+        return probe.https_get(
+            rb.host, p.registry_port, p.registry_host, ca, auth=(user, password)
+        ).status
+
+    listed = {user: status(user, ref.reveal()) for user, ref in p.registry_users.items()}
+    # A removed user's password is not known: any will do, none may get in.
+    removed = {user: status(user, "not-the-password") for user in p.registry_remove_users}
+    table, problems = login_plan(listed, removed)
+    if problems:
+        raise RunbookError(
+            f"https://{p.registry}/v2/: {'; '.join(problems)}. Run notebooks 06 and 07 (or 13) "
+            "again; if it persists, the registry runs with another password file."
+        )
+    return Verified(
+        f"{len(listed)} user(s) log in"
+        + (f", {len(removed)} removed user(s) refused" if removed else ""),
+        details=table,
     )

@@ -11,6 +11,7 @@ import os
 import secrets
 import socket
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import yaml
 from cryptography import x509
 
 from runbook_lib import runner, tls
+from tests.conftest import ROOT
 from tests.integration.test_faults import (  # noqa: F401 (built: a fixture)
     PARAMS,
     assert_clean,
@@ -67,31 +69,48 @@ def step(summary, notebook: str, name: str) -> dict:
 
 
 def test_a_changed_password_and_a_removed_user_reach_the_registry(built, tmp_path):  # noqa: F811
+    """Notebook 13, on demand: the password file, the registry rolled onto it, and the
+    logins checked by the runbook itself; then checked again here with real logins."""
     kept = keep_image()
     base = yaml.safe_load(PARAMS.read_text())["registry_users"]
     first, second = (f"rb-{secrets.token_hex(8)}" for _ in range(2))
     os.environ["RB_TEST_EXTRA"] = first
     try:
         users = {**base, "extra": "env:RB_TEST_EXTRA"}
-        added = run(built, with_values(tmp_path, "added", registry_users=users), only=["06", "07"])
+        added = run(built, with_values(tmp_path, "added", registry_users=users), only=["13"])
         assert_clean(added)
+        assert step(added, "13-users", "Logins")["details"] == {
+            "admin": "logs in (200)",
+            "extra": "logs in (200)",
+        }
         assert login("extra", first) == 200
 
         os.environ["RB_TEST_EXTRA"] = second
-        changed = run(
-            built, with_values(tmp_path, "changed", registry_users=users), only=["06", "07"]
-        )
+        changed = run(built, with_values(tmp_path, "changed", registry_users=users), only=["13"])
         assert_clean(changed)
-        assert all(n.changed for n in changed.notebooks), changed.notebooks
+        for name in ("Registry users", "Stack file", "Registry service"):
+            assert step(changed, "13-users", name)["status"] == "changed", name
         assert login("extra", first) == 401, "the old password still logs in"
         assert login("extra", second) == 200
 
         gone = with_values(tmp_path, "gone", registry_remove_users=["extra"])
-        removed = run(built, gone, only=["06", "07"])
+        removed = run(built, gone, only=["13"])
         assert_clean(removed)
-        assert "extra" in step(removed, "06-users", "Registry users")["reason"]
+        assert "extra" in step(removed, "13-users", "Registry users")["reason"]
+        assert step(removed, "13-users", "Logins")["details"]["extra (removed)"] == "refused (401)"
         assert login("extra", second) == 401, "a removed user still logs in"
-        assert [n.changed for n in run(built, gone, only=["06", "07"]).notebooks] == [0, 0]
+        again = run(built, gone, only=["13"])
+        assert [n.changed for n in again.notebooks] == [0]
+        # Alone under papermill, as an operator without the runner would run it.
+        out = tmp_path / "13.ipynb"
+        r = subprocess.run(
+            [str(ROOT / ".venv/bin/papermill"), str(ROOT / "notebooks/13-users.ipynb"), str(out)]
+            + ["-f", str(gone), "--cwd", str(ROOT / "notebooks")],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (runner.read_report(out)["status"], runner.read_report(out)["changed"]) == ("ok", 0)
     finally:
         os.environ.pop("RB_TEST_EXTRA", None)
     assert served(kept)
