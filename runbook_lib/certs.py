@@ -313,9 +313,12 @@ def trust_on_host(rb: Runbook) -> Plan:
     """Install ca.crt where the host's Docker looks for it, for every registry name; remove
     the folders an earlier run made for a port or name the registry no longer has."""
     p, ca = rb.p, ca_pem(rb)
-    wanted = trust_dirs(p.all_registry_names, p.registry_port)
+    # The registry's port, and the pull-through cache's (notebook 19), which serves the
+    # same certificate.
+    ports = [p.registry_port] + ([p.mirror_port] if p.mirror_enabled else [])
+    wanted = [d for port in ports for d in trust_dirs(p.all_registry_names, port)]
     listed = ", ".join(d.rsplit("/", 1)[1] for d in wanted)
-    plan = plan_trust(rb.host, ca, p.all_registry_names, p.registry_port)
+    plan = [a for port in ports for a in plan_trust(rb.host, ca, p.all_registry_names, port)]
     stale = []
     if ca:
         listing = rb.host.sh(_TRUSTED, display="sha256sum /etc/docker/certs.d/*/ca.crt").stdout

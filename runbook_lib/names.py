@@ -12,10 +12,13 @@ On the host (``work_dir`` is ``/home/docker`` by default, as in the tutorial)::
     WORK/auth/htpasswd                the registry's users (bcrypt)
     WORK/docker-compose.yml           the registry's stack file
     WORK/portainer-agent-stack.yml    Portainer's stack file
+    WORK/mirror/config.yml            the pull-through cache's configuration (root only)
+    WORK/mirror-stack.yml             its stack file
     /etc/docker/certs.d/NAME:PORT/    Docker's trust for the registry, one per name
 
 In the swarm: the stack ``stack_name`` with the service ``STACK_registry``; Portainer's
-stack ``portainer`` with ``portainer_portainer`` and ``portainer_agent``.
+stack ``portainer`` with ``portainer_portainer`` and ``portainer_agent``; the cache's stack
+``mirror`` with ``mirror_registry``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ REGISTRY_SERVICE = "registry"  # the service's name in the registry's stack file
 PORTAINER_STACK = "portainer"  # Portainer's documented stack name
 PORTAINER_SERVICE = f"{PORTAINER_STACK}_portainer"
 AGENT_SERVICE = f"{PORTAINER_STACK}_agent"
+MIRROR_STACK = "mirror"  # the pull-through cache (runbook_lib.mirror)
+MIRROR_SERVICE = f"{MIRROR_STACK}_registry"
 
 
 def trust_dirs(names: list[str], port: int) -> list[str]:
@@ -51,6 +56,8 @@ class Names:
     htpasswd: str
     stack_file: str
     portainer_stack_file: str
+    mirror_config: str
+    mirror_stack_file: str
     # Swarm objects.
     stack: str
     registry_service: str
@@ -72,6 +79,8 @@ class Names:
             htpasswd=f"{work_dir}/auth/htpasswd",
             stack_file=f"{work_dir}/docker-compose.yml",
             portainer_stack_file=f"{work_dir}/portainer-agent-stack.yml",
+            mirror_config=f"{work_dir}/mirror/config.yml",
+            mirror_stack_file=f"{work_dir}/mirror-stack.yml",
             stack=stack,
             registry_service=f"{stack}_{REGISTRY_SERVICE}",
             portainer_stack=PORTAINER_STACK,
@@ -90,6 +99,8 @@ class Names:
             self.htpasswd,
             self.stack_file,
             self.portainer_stack_file,
+            self.mirror_config,
+            self.mirror_stack_file,
         )
 
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -87,6 +88,11 @@ EXAMPLES: dict[str, str] = {
     "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
     "remove_nodes": "[192.0.2.11]",
     "registry_storage_delete": "true",
+    "mirror_enabled": "true",
+    "mirror_upstream": "https://registry.example.com (no path)",
+    "mirror_port": "5002",
+    "mirror_username": "null, or the upstream's user",
+    "mirror_password": "env:MIRROR_PASSWORD",
     "storage_delete_tags": "[myapp:old, tools/builder:2024-01]",
     "storage_gc": "true",
     "storage_gc_delete_untagged": "false",
@@ -96,7 +102,7 @@ EXAMPLES: dict[str, str] = {
     "teardown_volumes": "false",
 }
 
-SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password")
+SECRET_FIELDS = ("ssh_password", "sudo_password", "portainer_admin_password", "mirror_password")
 _LABEL_KEY = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?$")
 
 
@@ -145,6 +151,30 @@ def _advertise(v: str | None) -> str | None:
             if not re.match(r"^[a-zA-Z0-9_.-]+$", v):
                 raise ValueError("must be an IP address or an interface name") from None
     return v
+
+
+def _upstream(v: str | None) -> str | None:
+    """An http(s) URL with a host and no path: what distribution's ``proxy.remoteurl``
+    takes, and what Docker's ``registry-mirrors`` forbids a path in."""
+    if v is None:
+        return v
+    parsed = urlsplit(v)
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+        or parsed.username
+    ):
+        raise ParameterError(
+            "mirror_upstream",
+            v,
+            "must be an http(s) URL with a host and an optional port, without a path, a "
+            "query or credentials",
+            EXAMPLES["mirror_upstream"],
+        )
+    return v.rstrip("/")
 
 
 def _ssh_user(v: str) -> str:
@@ -388,6 +418,13 @@ class Params(BaseModel):
     portainer_edge_port: int | None = Field(None, ge=1, le=65535)
     portainer_admin_password: Secret | None = None
 
+    # Mirror (notebook 19): a pull-through cache of an upstream registry for every Docker host.
+    mirror_enabled: bool = False
+    mirror_upstream: str | None = None
+    mirror_port: int = Field(5002, ge=1, le=65535)
+    mirror_username: str | None = None
+    mirror_password: Secret | None = None
+
     # Storage (notebook 14): tags to delete ("REPOSITORY:TAG"), and garbage collection.
     storage_delete_tags: list[str] = []
     storage_gc: bool = True
@@ -408,8 +445,13 @@ class Params(BaseModel):
     # The module functions above, bound to their fields here: undecorated, each can be
     # called alone, and mutation testing reaches them (mutmut skips decorated functions).
     _secret = field_validator(
-        "ssh_password", "sudo_password", "portainer_admin_password", mode="before"
+        "ssh_password",
+        "sudo_password",
+        "portainer_admin_password",
+        "mirror_password",
+        mode="before",
     )(_secret)
+    _upstream = field_validator("mirror_upstream")(_upstream)
     _users = field_validator("registry_users", mode="before")(_users)
     _removed = field_validator("registry_remove_users")(_removed)
     _address = field_validator("host", "registry_host")(_address)
@@ -435,6 +477,8 @@ class Params(BaseModel):
             ports["portainer_port"] = self.portainer_port
             if self.portainer_edge_port is not None:
                 ports["portainer_edge_port"] = self.portainer_edge_port
+        if self.mirror_enabled:
+            ports["mirror_port"] = self.mirror_port
         seen: dict[int, str] = {}
         for name, port in ports.items():
             if port in SWARM_PORTS:
@@ -449,6 +493,26 @@ class Params(BaseModel):
                     EXAMPLES[name],
                 )
             seen[port] = name
+
+    @model_validator(mode="after")
+    def _mirror(self) -> Params:
+        if self.mirror_enabled and not self.mirror_upstream:
+            raise ParameterError(
+                "mirror_upstream",
+                None,
+                "is required when mirror_enabled is true: the registry the mirror caches",
+                EXAMPLES["mirror_upstream"],
+            )
+        if bool(self.mirror_username) != bool(self.mirror_password):
+            name = "mirror_password" if self.mirror_username else "mirror_username"
+            raise ParameterError(
+                name,
+                None if name == "mirror_password" else "<hidden>",
+                "mirror_username and mirror_password go together (or neither, for an "
+                "upstream that needs no login)",
+                EXAMPLES[name],
+            )
+        return self
 
     @model_validator(mode="after")
     def _renewal(self) -> Params:

@@ -125,6 +125,8 @@ def published_ports(rb: Runbook) -> list[int]:
         ports.append(rb.p.portainer_port)
         if rb.p.portainer_edge_port is not None:
             ports.append(rb.p.portainer_edge_port)
+    if rb.p.mirror_enabled:
+        ports.append(rb.p.mirror_port)
     return ports
 
 
