@@ -256,7 +256,8 @@ def plan_deploy(
     # On standard input: the file in WORK_DIR is a record, not what root deploys.
     argv = ["docker", "stack", "deploy", "--compose-file", "-", STACK]
     plan: list[Action] = []
-    if labels.get(SERVER) is None:
+    # No server yet, or only the agents-only stack's (no label): a run stopped in between.
+    if not labels.get(SERVER):
         plan += [
             Cmd(argv, stdin=agents_first, timeout=900, shown=f"{shlex.join(argv)} (agents only)"),
             Call("wait until an agent runs on every node", wait),
@@ -331,13 +332,37 @@ def agents_running(replicas: str) -> tuple[int, int] | None:
     return int(running), int(wanted)
 
 
+def _wait_update(rb: Runbook, timeout: float) -> None:
+    """Until an update of the server is over: with its port in host mode the old task
+    answers until it is replaced, and its tokens die with it."""
+    argv = ["docker", "service", "inspect", SERVER, "--format"]
+    argv.append("{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}")
+    start = time.monotonic()
+    while True:
+        state = rb.host.run(argv, check=False).stdout.strip()
+        if state in ("", "completed"):
+            return
+        if state in ("paused", "rollback_completed", "rollback_paused"):
+            raise RunbookError(
+                f"the update of {SERVER} ended as {state!r}: docker service ps --no-trunc "
+                f"{SERVER} says why"
+            )
+        if time.monotonic() - start > timeout:
+            raise WaitTimeout(f"the update of {SERVER} is still {state!r} after {timeout:.0f} s")
+        time.sleep(1.0)
+
+
 def _wait_agents(rb: Runbook, timeout: float) -> tuple[int, int]:
     """Wait until an agent runs on every node the swarm schedules it on."""
-    argv = ["docker", "service", "ls", "--filter", f"name={AGENT}", "--format", "{{.Replicas}}"]
+    # The filter matches a prefix: the line of the service of exactly this name is read.
+    argv = ["docker", "service", "ls", "--filter", f"name={AGENT}"]
+    argv += ["--format", "{{.Name}} {{.Replicas}}"]
     start = time.monotonic()
     with progress.activity("waiting for the agents", total=timeout, unit="s", quiet=1) as act:
         while True:
-            seen = agents_running(rb.host.run(argv, check=False).stdout.strip())
+            out = rb.host.run(argv, check=False).stdout
+            line = next((x for x in out.splitlines() if x.split(" ", 1)[0] == AGENT), "")
+            seen = agents_running(line.partition(" ")[2].strip())
             if seen and seen[1] >= 1 and seen[0] == seen[1]:
                 return seen
             waited = time.monotonic() - start
@@ -356,6 +381,7 @@ def _wait_agents(rb: Runbook, timeout: float) -> tuple[int, int]:
 def wait_ready(rb: Runbook, timeout: float = 300.0) -> Verified:
     """Poll ``https://127.0.0.1:PORT/api/system/status`` from the host until it answers, and
     the agent service until it runs on every node."""
+    _wait_update(rb, timeout)
     answer = _wait(rb, timeout)
     running, _ = _wait_agents(rb, timeout)
     url = f"https://{rb.p.host}:{rb.p.portainer_port}/"
@@ -418,8 +444,11 @@ def _login(rb: Runbook) -> str:
         return str(answer.json()["jwt"])
     raise RunbookError(
         f"Portainer refused portainer_admin_password for {ADMIN_USER!r} ({answer.status}: "
-        f"{_message(answer)}). The password was changed in Portainer since: set "
-        "portainer_admin_password to the current one."
+        f"{_message(answer)}). Either the password was changed in Portainer since: set "
+        "portainer_admin_password to the current one; or Portainer's data was reset and it "
+        f"read an older password from the secret {SECRET}, which the runbook makes once "
+        f"and never replaces: docker stack rm {STACK}; docker secret rm {SECRET}; docker "
+        "volume rm portainer_portainer_data; then run notebook 09 again."
     )
 
 
@@ -436,8 +465,11 @@ def _init(rb: Runbook) -> None:
     answer = _get(rb, "/api/users/admin/init", method="POST", body=body)
     if answer.status == 403:
         # Portainer 2.43 and later: a one-time token printed in the server's log is needed.
-        logs = rb.host.run(["docker", "service", "logs", "--raw", SERVER], check=False)
-        token = setup_token(logs.stdout + logs.stderr)
+        # The running task's log only: an earlier task's token is no longer valid.
+        ps = ["docker", "service", "ps", "-q", "--filter", "desired-state=running", SERVER]
+        tasks = rb.host.run(ps, check=False).stdout.split()
+        logs = rb.host.run(["docker", "service", "logs", "--raw", *tasks[:1]], check=False)
+        token = setup_token(logs.stdout + logs.stderr) if tasks else None
         if token is None:
             raise RunbookError(
                 f"Portainer refused to set the administrator ({answer.status}: "
@@ -471,7 +503,7 @@ def admin(rb: Runbook) -> Outcome:
             return Found(f"Portainer has an administrator {ADMIN_USER!r}")
         _login(rb)
         return Found(f"{ADMIN_USER!r} logs in with portainer_admin_password")
-    if state == "timed out":
+    if state == "timed out" and not rb.dry_run:
         print(
             "Portainer timed out for security purposes (no administrator within 5 minutes); "
             f"restarting it: docker service update --force {SERVER}",
@@ -536,12 +568,14 @@ def plan_registry(state: str, reg_id: int | None, create: Callable, delete: Call
 def registry(rb: Runbook) -> Outcome:
     """Portainer knows the private registry, with credentials, so its stacks can pull from it."""
     want = wanted_registry(rb.p)
-    try:
-        token = _login(rb)
-    except (OSError, RunbookError):
-        if not rb.dry_run:
-            raise
-        return Skip("check mode: Portainer does not answer, or has no administrator, yet")
+    if rb.dry_run:
+        try:
+            state = admin_state(_get(rb, "/api/users/admin/check"))
+        except OSError:
+            return Skip("check mode: Portainer does not answer yet")
+        if state != "present":
+            return Skip("check mode: Portainer has no administrator yet")
+    token = _login(rb)
     bearer = {"Authorization": f"Bearer {token}"}
 
     def listed() -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -28,6 +29,10 @@ class _RefusedChannel(logging.Filter):
 
 
 logging.getLogger("paramiko.transport").addFilter(_RefusedChannel())
+
+
+# A header's name (RFC 9110, section 5.1: a token); its value must be one printable line.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def https_get(
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             head += f"Authorization: Basic {token}\r\n"
         for name, value in (headers or {}).items():
-            if not (name.isascii() and name.isprintable() and value.isprintable()):
+            if not (_TOKEN.fullmatch(name) and value.isprintable()):
                 raise ValueError(f"not an HTTP header: {name!r}")
             head += f"{name}: {value}\r\n"
         if body is not None:

@@ -58,7 +58,7 @@ class Cmd:
     under ``watch``: a short name for it, such as ``apt-get install docker.io``."""
 
     argv: Sequence[str]
-    stdin: bytes | str | None = None
+    stdin: bytes | str | None = field(default=None, repr=False)  # may be a secret
     timeout: float | None = 600
     watch: str = ""
     shown: str = ""  # how the record shows it, when the command line is not for reading
@@ -88,7 +88,7 @@ class Put:
     and expiry). Anything else is shown as secret."""
 
     path: str
-    data: bytes | str
+    data: bytes | str = field(repr=False)  # may be a secret
     mode: int = 0o644
     owner: str = "root:root"
     text: bool = False

@@ -151,20 +151,25 @@ def test_plan_deploy():
     for labels in (
         {**same, "portainer_agent": None},
         {**same, "portainer_portainer": "d0"},
-        {**same, "portainer_portainer": ""},
     ):
         (cmd,) = portainer.plan_deploy(labels, "d1", "services: {}", "agents", wait)
         assert cmd.describe() == "docker stack deploy --compose-file - portainer"
         assert cmd.stdin == "services: {}"
-    # No server yet: the agents first, then the whole stack once they run.
-    first, waits, whole = portainer.plan_deploy(
-        {"portainer_agent": None, "portainer_portainer": None}, "d1", "services: {}", "agents", wait
-    )
-    assert (first.stdin, first.describe()) == (
-        "agents",
-        "docker stack deploy --compose-file - portainer (agents only)",
-    )
-    assert waits.fn is wait and whole.stdin == "services: {}"
+    # No server yet, or only the agents-only stack's (a run stopped in between): the agents
+    # first, then the whole stack once they run.
+    for server in (None, ""):
+        first, waits, whole = portainer.plan_deploy(
+            {"portainer_agent": None, "portainer_portainer": server},
+            "d1",
+            "services: {}",
+            "agents",
+            wait,
+        )
+        assert (first.stdin, first.describe()) == (
+            "agents",
+            "docker stack deploy --compose-file - portainer (agents only)",
+        )
+        assert waits.fn is wait and whole.stdin == "services: {}"
 
 
 def test_agents_first_is_the_stack_without_its_server():

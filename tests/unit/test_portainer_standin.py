@@ -390,8 +390,12 @@ class LoopbackHost(Host):
             self.standin.restart(PORTAINER_STANDIN_INIT_TIMEOUT="300")
             return 0, b"", b""
         if list(argv[-6:-2]) == ["service", "ls", "--filter", f"name={portainer.AGENT}"]:
-            return 0, b"1/1\n", b""  # the one agent of a one-node swarm runs
-        if list(argv[-4:]) == ["service", "logs", "--raw", portainer.SERVER]:
+            return 0, b"portainer_agent 1/1\n", b""  # the one agent of a one-node swarm
+        if list(argv[-5:-2]) == ["service", "inspect", portainer.SERVER]:
+            return 0, b"\n", b""  # no update under way
+        if list(argv[-3:]) == ["--filter", "desired-state=running", portainer.SERVER]:
+            return 0, b"task1\n", b""
+        if list(argv[-4:]) == ["service", "logs", "--raw", "task1"]:
             return 0, self.standin.log.read_bytes(), b""
         return 127, b"", f"not in this test: {argv}".encode()
 
@@ -411,7 +415,8 @@ def runbook(standin: StandIn, monkeypatch) -> Runbook:
 
 def reads_only(host: LoopbackHost) -> bool:
     """The host was only asked about the agents (never changed)."""
-    return all(argv[-7:-4] == ["docker", "service", "ls"] for argv in host.commands)
+    reads = ("ls", "inspect", "ps", "logs")
+    return all(argv[argv.index("service") + 1] in reads for argv in host.commands)
 
 
 def test_runbook_waits_sets_the_administrator_then_changes_nothing(standin, monkeypatch):
@@ -434,7 +439,7 @@ def test_runbook_sets_the_administrator_with_the_setup_token_from_the_log(tmp_pa
         rb = runbook(s, monkeypatch)
         assert portainer.admin(rb).status == "changed"
         assert s.request("POST", "/api/auth", ADMIN)[0] == 200
-        assert rb.host.commands[-1][-4:] == ["service", "logs", "--raw", portainer.SERVER]
+        assert rb.host.commands[-1][-4:] == ["service", "logs", "--raw", "task1"]
     finally:
         s.stop()
 
