@@ -14,8 +14,11 @@ On the host (``work_dir`` is ``/home/docker`` by default, as in the tutorial)::
     WORK/portainer-agent-stack.yml    Portainer's stack file
     /etc/docker/certs.d/NAME:PORT/    Docker's trust for the registry, one per name
 
-In the swarm: the stack ``stack_name`` with the service ``STACK_registry``; Portainer's
-stack ``portainer`` with ``portainer_portainer`` and ``portainer_agent``.
+In the swarm: the stack ``stack_name`` with the service ``STACK_registry`` and the secrets
+``registry_cert_*``, ``registry_key_*``, ``registry_htpasswd_*``; Portainer's stack
+``portainer`` with ``portainer_portainer`` and ``portainer_agent``. Their data volumes, local
+to the node that runs the service: ``STACK_registry`` (the registry's images) and
+``portainer_portainer_data``. Docker names a stack's volume after the stack.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ REGISTRY_SERVICE = "registry"  # the service's name in the registry's stack file
 PORTAINER_STACK = "portainer"  # Portainer's documented stack name
 PORTAINER_SERVICE = f"{PORTAINER_STACK}_portainer"
 AGENT_SERVICE = f"{PORTAINER_STACK}_agent"
+REGISTRY_VOLUME = "registry"  # the volume's name in the registry's stack file
+PORTAINER_VOLUME = f"{PORTAINER_STACK}_portainer_data"
 
 
 def trust_dirs(names: list[str], port: int) -> list[str]:
@@ -78,6 +83,15 @@ class Names:
             portainer_service=PORTAINER_SERVICE,
             agent_service=AGENT_SERVICE,
         )
+
+    @property
+    def registry_volume(self) -> str:
+        """The registry's storage as Docker names it: the stack's name first."""
+        return f"{self.stack}_{REGISTRY_VOLUME}"
+
+    @property
+    def portainer_volume(self) -> str:
+        return PORTAINER_VOLUME
 
     @property
     def trusted(self) -> tuple[str, ...]:
