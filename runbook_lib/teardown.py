@@ -188,9 +188,13 @@ def _wait_gone(rb: Runbook, stack: str, timeout: float = 180.0) -> None:
             if not left.services and not containers:
                 if left.empty:
                     return
-                rb.host.run(["docker", "network", "rm", *left.networks], check=False)
-                rb.host.run(["docker", "secret", "rm", *left.secrets], check=False)
-                rb.host.run(["docker", "config", "rm", *left.configs], check=False)
+                for kind, names in (
+                    ("network", left.networks),
+                    ("secret", left.secrets),
+                    ("config", left.configs),
+                ):
+                    if names:
+                        rb.host.run(["docker", kind, "rm", *names], check=False)
             if time.monotonic() > deadline:
                 held = "; ".join(f"{h}: {len(c)} container(s)" for h, c in containers.items())
                 raise RunbookError(
