@@ -286,9 +286,40 @@ def workers_leave(rb: Runbook) -> Found | Plan:
     """Each worker leaves first (notebook 11's step): the managers go on meanwhile, and
     nothing is left waiting for a manager that is gone."""
     require_confirmation(rb.p)
+    other = _elsewhere(rb)
+    if other:
+        return other
     if cluster._reachable(rb) and cluster.swarm_of(rb).is_manager:
         return Found("a manager: it leaves after the workers")
     return cluster.leave.body(rb)
+
+
+def ours_gone(managers: tuple[str, ...], first: str, advertised: str | None) -> bool:
+    """Whether a host whose swarm's managers are ``managers`` (``ADDRESS:PORT``) was in the
+    swarm of the first manager, which has ended: it names the first manager's address."""
+    wanted = {a for a in (first, advertised) if a}
+    return any(m.rsplit(":", 1)[0].strip("[]") in wanted for m in managers)
+
+
+def _elsewhere(rb: Runbook) -> Found | None:
+    """A host that is active in a swarm the first manager does not list is left as it is:
+    the runbook does not take a host out of a swarm it did not make (see notebook 01)."""
+    if not cluster._reachable(rb):
+        return None
+    mine = cluster.swarm_of(rb)
+    if mine.state != "active":
+        return None
+    main = cluster.swarm_of(rb.main)
+    if main.state == "active" and main.is_manager:
+        if mine.node_id in cluster.members(rb):
+            return None
+    elif ours_gone(mine.managers, rb.session.first.address, rb.p.swarm_advertise_addr):
+        return None  # was away when the swarm ended: it still believes in it
+    known = ", ".join(mine.managers) or "unknown managers"
+    return Found(
+        "in another swarm: left as it is",
+        warnings=[f"{rb.target.name} is in another swarm (managers {known}): not touched"],
+    )
 
 
 @step("Managers leave", each_host=True)
@@ -303,6 +334,8 @@ def managers_leave(rb: Runbook) -> Found | Plan:
     mine = cluster.swarm_of(rb)
     if mine.state in ("inactive", ""):
         return Found("in no swarm")
+    if _elsewhere(rb):
+        return Found("in another swarm: left as it is (see the step before)")
     if not mine.is_manager:
         return Found("a worker: it leaves in the step before")
     node = mine.node_id

@@ -22,7 +22,16 @@ import yaml
 
 from runbook_lib import runner
 from tests.conftest import ROOT, lab_missing
-from tests.integration.test_nodes import ADDRESSES, NODES, PARAMS, node_list, on, run, steps
+from tests.integration.test_nodes import (
+    ADDRESSES,
+    NODES,
+    PARAMS,
+    node_list,
+    on,
+    run,
+    steps,
+    swarm_state,
+)
 
 pytestmark = pytest.mark.nodes
 HOST = ADDRESSES[0]
@@ -187,16 +196,29 @@ def test_teardown_takes_the_swarm_and_the_runbook_s_files_away(torn):
     )
 
 
-def test_a_second_teardown_changes_nothing(lab, torn):
+def test_a_second_teardown_changes_nothing_and_leaves_another_swarm_alone(lab, torn):
     out, files = lab
-    again = run(out, files["confirmed"], only=["17"])
-    assert again.failed is None
-    lines = steps(again, "17-teardown")
-    assert {s["status"] for s in lines} <= {"ok", "verified", "skipped"}, lines
-    reasons = {(s["name"], s["host"]): s["reason"] for s in lines}
-    assert reasons[("Swarm", None)] == "no swarm: nothing to leave"
-    assert reasons[("Work directory", None)] == "already removed: /home/docker"
-    assert reasons[("Firewall rules", HOST)] == "already removed: no RUNBOOK-ALLOW rules"
+    node2 = ADDRESSES[1]
+    on(node2, f"docker swarm init --advertise-addr {node2} >/dev/null")  # not the runbook's
+    theirs = swarm_state(node2)
+    try:
+        again = run(out, files["confirmed"], only=["17"])
+        assert again.failed is None
+        lines = steps(again, "17-teardown")
+        assert {s["status"] for s in lines} <= {"ok", "verified", "skipped"}, lines
+        found = {(s["name"], s["host"]): s for s in lines}
+        assert found[("Swarm", None)]["reason"] == "no swarm: nothing to leave"
+        assert found[("Work directory", None)]["reason"] == "already removed: /home/docker"
+        firewall = found[("Firewall rules", HOST)]["reason"]
+        assert firewall == "already removed: no RUNBOOK-ALLOW rules"
+        assert found[("Workers leave", node2)]["reason"] == "in another swarm: left as it is"
+        assert found[("Workers leave", node2)]["warnings"] == [
+            f"{node2} is in another swarm (managers {node2}:2377): not touched"
+        ]
+        assert found[("Managers leave", node2)]["reason"].startswith("in another swarm")
+        assert swarm_state(node2) == theirs
+    finally:
+        on(node2, "docker swarm leave --force >/dev/null")
 
 
 def test_a_whole_run_builds_the_swarm_again_and_every_node_pulls(lab, torn):

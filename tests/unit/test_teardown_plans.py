@@ -189,3 +189,11 @@ def test_the_firewall_rules_come_out_in_one_transaction():
         "COMMIT",
     ]
     assert firewall.plan(firewall.parse("== DOCKER-USER\n-N DOCKER-USER\n"), [], []) == []
+
+
+def test_a_host_still_in_the_ended_swarm_names_its_first_manager():
+    assert teardown.ours_gone(("10.203.0.11:2377",), "10.203.0.11", None)
+    assert teardown.ours_gone(("10.0.0.5:2377", "10.203.0.11:2377"), "node1.example", "10.203.0.11")
+    assert teardown.ours_gone(("[2001:db8::1]:2377",), "2001:db8::1", None)
+    assert not teardown.ours_gone(("10.203.0.12:2377",), "10.203.0.11", None)
+    assert not teardown.ours_gone((), "10.203.0.11", None)
