@@ -16,9 +16,14 @@ On the host (``work_dir`` is ``/home/docker`` by default, as in the tutorial)::
     WORK/mirror-stack.yml             its stack file
     /etc/docker/certs.d/NAME:PORT/    Docker's trust for the registry, one per name
 
-In the swarm: the stack ``stack_name`` with the service ``STACK_registry``; Portainer's
-stack ``portainer`` with ``portainer_portainer`` and ``portainer_agent``; the cache's stack
-``mirror`` with ``mirror_registry``.
+In the swarm: the stack ``stack_name`` with the service ``STACK_registry`` and the secrets
+``registry_cert_*``, ``registry_key_*``, ``registry_htpasswd_*``; Portainer's stack
+``portainer`` with ``portainer_portainer`` and ``portainer_agent`` and the secret
+``portainer_admin_password``; the cache's stack ``mirror`` with ``mirror_registry`` and the
+secrets ``mirror_config_*``, ``mirror_cert_*``, ``mirror_key_*``. Their data volumes, local
+to the node that runs the service: ``STACK_registry`` (the registry's images),
+``portainer_portainer_data`` and ``mirror_cache``. Docker names a stack's volume after the
+stack.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ REGISTRY_SERVICE = "registry"  # the service's name in the registry's stack file
 PORTAINER_STACK = "portainer"  # Portainer's documented stack name
 PORTAINER_SERVICE = f"{PORTAINER_STACK}_portainer"
 AGENT_SERVICE = f"{PORTAINER_STACK}_agent"
+REGISTRY_VOLUME = "registry"  # the volume's name in the registry's stack file
+PORTAINER_VOLUME = f"{PORTAINER_STACK}_portainer_data"
 MIRROR_STACK = "mirror"  # the pull-through cache (runbook_lib.mirror)
 MIRROR_SERVICE = f"{MIRROR_STACK}_registry"
+MIRROR_VOLUME = f"{MIRROR_STACK}_cache"
 
 
 def trust_dirs(names: list[str], port: int) -> list[str]:
@@ -87,6 +95,19 @@ class Names:
             portainer_service=PORTAINER_SERVICE,
             agent_service=AGENT_SERVICE,
         )
+
+    @property
+    def registry_volume(self) -> str:
+        """The registry's storage as Docker names it: the stack's name first."""
+        return f"{self.stack}_{REGISTRY_VOLUME}"
+
+    @property
+    def portainer_volume(self) -> str:
+        return PORTAINER_VOLUME
+
+    @property
+    def mirror_volume(self) -> str:
+        return MIRROR_VOLUME
 
     @property
     def trusted(self) -> tuple[str, ...]:
