@@ -34,7 +34,7 @@ from .certs import _TRUSTED as TRUSTED_LISTING
 from .certs import PREVIOUS, layout, stale_trust
 from .context import Runbook
 from .errors import ParameterError, RunbookError
-from .names import MIRROR_STACK, trust_dirs
+from .names import MIRROR_SERVICE, MIRROR_STACK, trust_dirs
 from .params import Params, _node_key
 from .portainer import SECRET as PORTAINER_SECRET
 from .registry import _OUR_SECRET
@@ -80,7 +80,12 @@ def confirm(rb: Runbook) -> Verified | Found:
     warnings = []
     if mine.state == "active" and mine.is_manager:
         services = _lines(rb, ["docker", "service", "ls", "--format", "{{.Name}}"])
-        ours = {rb.names.registry_service, rb.names.portainer_service, rb.names.agent_service}
+        ours = {
+            rb.names.registry_service,
+            rb.names.portainer_service,
+            rb.names.agent_service,
+            MIRROR_SERVICE,
+        }
         details = {
             "nodes": len(cluster.members(rb)),
             "services": ", ".join(services) or "none",
