@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ConnectError
 from .hosts import SSHHost
@@ -34,6 +34,7 @@ logging.getLogger("paramiko.transport").addFilter(_RefusedChannel())
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self):
         return json.loads(self.body or b"null")
@@ -51,10 +52,12 @@ def https_get(
     method: str = "GET",
     body: bytes | None = None,
     verify: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """Request ``https://server_name:port/path`` at the host's 127.0.0.1; raise OSError when
     nothing answers (or ``ssl.SSLError`` when TLS does not verify). ``body`` is sent as
-    JSON; ``verify=False`` accepts any certificate."""
+    JSON; ``verify=False`` accepts any certificate; ``headers`` are added to the request
+    (``Accept``, say)."""
     client = host.connect()
     transport = client.get_transport()
     if transport is None:
@@ -81,6 +84,8 @@ def https_get(
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             head += f"Authorization: Basic {token}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         request = (head + "\r\n").encode() + (body or b"")
@@ -108,7 +113,13 @@ def https_get(
     parts = status_line.split()
     if len(parts) < 2 or not parts[1].isdigit():
         raise OSError(f"not an HTTP answer: {status_line[:80]!r}")
-    return Answer(int(parts[1]), rest.partition(b"\r\n\r\n")[2])
+    header_block, _, content = rest.partition(b"\r\n\r\n")
+    fields = {}
+    for line in header_block.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return Answer(int(parts[1]), content, fields)
 
 
 def _pump(op, tls, chan, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
