@@ -14,7 +14,8 @@ On the host (``work_dir`` is ``/home/docker`` by default, as in the tutorial)::
     WORK/portainer-agent-stack.yml    Portainer's stack file
     /etc/docker/certs.d/NAME:PORT/    Docker's trust for the registry, one per name
 
-In the swarm: the stack ``stack_name`` with the service ``STACK_registry``; Portainer's
+In the swarm: the stack ``stack_name`` with the service ``STACK_registry`` and its volume
+``STACK_registry`` (the images, on the node that runs it); Portainer's
 stack ``portainer`` with ``portainer_portainer`` and ``portainer_agent``.
 """
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .params import Params
 
 REGISTRY_SERVICE = "registry"  # the service's name in the registry's stack file
+REGISTRY_VOLUME = "registry"  # its volume's name there (Docker prefixes the stack's)
 PORTAINER_STACK = "portainer"  # Portainer's documented stack name
 PORTAINER_SERVICE = f"{PORTAINER_STACK}_portainer"
 AGENT_SERVICE = f"{PORTAINER_STACK}_agent"
@@ -54,6 +56,7 @@ class Names:
     # Swarm objects.
     stack: str
     registry_service: str
+    registry_volume: str
     portainer_stack: str
     portainer_service: str
     agent_service: str
@@ -74,6 +77,7 @@ class Names:
             portainer_stack_file=f"{work_dir}/portainer-agent-stack.yml",
             stack=stack,
             registry_service=f"{stack}_{REGISTRY_SERVICE}",
+            registry_volume=f"{stack}_{REGISTRY_VOLUME}",
             portainer_stack=PORTAINER_STACK,
             portainer_service=PORTAINER_SERVICE,
             agent_service=AGENT_SERVICE,
