@@ -11,8 +11,8 @@ collection may lose the pushed layers, and recommends read-only mode while it ru
    eligible means nothing to do (``ok``);
 2. otherwise the service gets ``REGISTRY_STORAGE_MAINTENANCE_READONLY={"enabled":true}``
    (``docker service update``), and the collection runs once its task answers;
-3. whatever happens, it is made writable again (``--env-rm``), with exactly the spec it had
-   (the stack file's); the restarted registry also forgets what it cached about the
+3. whatever happens, it is made writable again (``--env-rm``), with the spec it had (the
+   stack file's; checked after, see :func:`same_spec`); the restarted registry also forgets what it cached about the
    deleted blobs.
 
 The setting is not in the stack file and does not change the stack digest label, so
@@ -343,6 +343,22 @@ def env_of(spec: dict | None) -> list[str]:
     return ((spec or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Env") or []
 
 
+def same_spec(a: dict, b: dict) -> bool:
+    """Whether two service specs are the same, their variables perhaps in another order:
+    ``docker service update --env-add`` rebuilds the list from a map (docker/cli,
+    ``cli/command/service/update.go``, ``updateEnvironment``), so the order after
+    ``--env-add`` and ``--env-rm`` is Docker's to choose; the container sees the same."""
+
+    def sorted_env(spec: dict) -> dict:
+        spec = json.loads(json.dumps(spec))
+        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        if "Env" in container:
+            container["Env"] = sorted(container["Env"] or [])
+        return spec
+
+    return sorted_env(a) == sorted_env(b)
+
+
 def is_read_only(env: list[str]) -> bool:
     return any(e.partition("=")[0] == MAINTENANCE_ENV for e in env)
 
@@ -424,7 +440,7 @@ def read_only(rb: Runbook, done: list[str]) -> Iterator[None]:
         if back:
             done.append(back)
     after, _ = _specs(rb)
-    if after != before:
+    if not same_spec(after, before):
         raise RunbookError(
             f"{name} is writable again, but its spec is not the one it had: run notebook 07"
         )
@@ -432,10 +448,10 @@ def read_only(rb: Runbook, done: list[str]) -> Iterator[None]:
 
 def writable_again(rb: Runbook, before: dict) -> str:
     """Undo the read-only setting with ``docker service update --env-rm``, which gives back
-    exactly the spec the service had (the CLI keeps the variables sorted, as ``docker stack
-    deploy`` made them; ``docker service rollback`` would not do: the daemon fills in its
-    defaults, such as StopGracePeriod, seen in the lab with Docker 20.10). What was run
-    ("" when the service was not read-only: an update Docker rolled back itself)."""
+    the spec the service had (see :func:`same_spec`; ``docker service rollback`` would not
+    do: Docker 20.10's daemon filled in its defaults, StopGracePeriod and more, in the
+    lab). What was run ("" when the service was not read-only: an update Docker rolled
+    back itself)."""
     name = rb.names.registry_service
     spec, _ = _specs(rb)
     if not is_read_only(env_of(spec)):

@@ -200,6 +200,17 @@ def test_the_read_only_setting_is_seen_by_its_name_only():
     assert storage.env_of(spec) == ["A=B"] and storage.env_of(None) == []
 
 
+def test_specs_are_the_same_whatever_the_order_of_their_variables():
+    spec = {"Labels": {"a": "b"}, "TaskTemplate": {"ContainerSpec": {"Env": ["B=2", "A=1"]}}}
+    reordered = {"Labels": {"a": "b"}, "TaskTemplate": {"ContainerSpec": {"Env": ["A=1", "B=2"]}}}
+    assert storage.same_spec(spec, reordered)
+    assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["B=2", "A=1"]  # left as it was
+    other = {"Labels": {"a": "b"}, "TaskTemplate": {"ContainerSpec": {"Env": ["A=1"]}}}
+    assert not storage.same_spec(spec, other)
+    assert not storage.same_spec(spec, {**reordered, "Labels": {"a": "c"}})
+    assert storage.same_spec({"Name": "x"}, {"Name": "x"})
+
+
 # -- the stack file and the deploy ------------------------------------------------------------
 
 DIGESTS = {"cert_digest": "a" * 12, "key_digest": "b" * 12, "htpasswd_digest": "c" * 12}
