@@ -142,6 +142,9 @@ def host(tmp_path_factory):
     if not registry_answers():
         whole = runner.run(PARAMS, out_root=folder / "runs", **quiet)
         assert whole.failed is None, whole.failed
+    # 08 pushes hello-world again when the registry lacks it (a volume left empty).
+    verified = run(folder, PARAMS, "07", "08")
+    assert verified.failed is None, verified.failed
     yield folder
     back = run(folder, PARAMS, "07")
     assert back.failed is None, back.failed
