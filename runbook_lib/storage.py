@@ -321,22 +321,16 @@ def gc(rb: Runbook, *, dry_run: bool) -> tuple[GcPlan, str]:
 
 # -- read-only while the storage is worked on ---------------------------------------------
 
-_SPECS = r"""
-docker service inspect --format '{{json .Spec}}' "$1"
-docker service inspect --format '{{json .PreviousSpec}}' "$1"
-"""
-
 _TASK_ENV = r"""
 docker service ps -q --filter desired-state=running "$1" | xargs -r docker inspect \
   --format '{{.Status.State}} {{json .Spec.ContainerSpec.Env}}'
 """
 
 
-def _specs(rb: Runbook) -> tuple[dict, dict | None]:
+def _spec(rb: Runbook) -> dict:
     name = rb.names.registry_service
-    out = rb.host.sh(_SPECS, name, display=f"docker service inspect {name}").stdout
-    spec, previous = out.splitlines()[:2]
-    return json.loads(spec), json.loads(previous)
+    argv = ["docker", "service", "inspect", "--format", "{{json .Spec}}", name]
+    return json.loads(rb.host.run(argv).stdout)
 
 
 def env_of(spec: dict | None) -> list[str]:
@@ -419,7 +413,7 @@ def read_only(rb: Runbook, done: list[str]) -> Iterator[None]:
     The commands run are appended to ``done``; a spec that did not come back exactly is
     an error after the block (the block's own error first)."""
     name = rb.names.registry_service
-    before, _ = _specs(rb)  # compared with the spec afterwards
+    before = _spec(rb)  # compared with the spec afterwards
     if is_read_only(env_of(before)):
         raise RunbookError(
             f"{name} is read-only already (another collection or backup, or one that was "
@@ -439,7 +433,7 @@ def read_only(rb: Runbook, done: list[str]) -> Iterator[None]:
         back = writable_again(rb, before)
         if back:
             done.append(back)
-    after, _ = _specs(rb)
+    after = _spec(rb)
     if not same_spec(after, before):
         raise RunbookError(
             f"{name} is writable again, but its spec is not the one it had: run notebook 07"
@@ -453,7 +447,7 @@ def writable_again(rb: Runbook, before: dict) -> str:
     lab). What was run ("" when the service was not read-only: an update Docker rolled
     back itself)."""
     name = rb.names.registry_service
-    spec, _ = _specs(rb)
+    spec = _spec(rb)
     if not is_read_only(env_of(spec)):
         wait_mode(rb, read_only=False)
         return ""
