@@ -316,3 +316,19 @@ def test_16_without_restore_from_is_refused(restored, host):
     assert summary.failed is not None
     assert "'restore_from' = None" in summary.failed.error
     assert "needs the backup to restore" in summary.failed.error
+
+
+def test_a_registry_left_read_only_is_deployed_again_by_07(restored, host):
+    """As a run cut between the read-only setting and its removal leaves it: the setting
+    does not change the stack digest label, and 07 sees it all the same."""
+    on_host(
+        "docker service update --detach --quiet --env-add "
+        f"""'REGISTRY_STORAGE_MAINTENANCE_READONLY={{"enabled":true}}' {SERVICE}"""
+    )
+    summary = run(host, restored[0], "07")
+    assert summary.failed is None, summary.failed
+    service = steps(summary)["Registry service"]
+    assert service["status"] == "changed"
+    assert "made writable again" in service["reason"], service
+    assert not storage.is_read_only(storage.env_of(spec()))
+    assert [n.changed for n in run(host, restored[0], "07").notebooks] == [0]
