@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import paramiko
 
@@ -207,6 +208,46 @@ class Host(ABC):
             raise CommandFailed(Result(self.name, f"cat -- {path}", code, "", err.decode(), 0.0))
         return out
 
+    def stream(
+        self,
+        argv: Argv,
+        *,
+        source: BinaryIO | None = None,
+        sink: BinaryIO | None = None,
+        timeout: float | None = 3600,
+        display: str | None = None,
+    ) -> Result:
+        """Run a privileged command with a file on its standard input (``source``) and/or
+        its standard output going to a file (``sink``), a chunk at a time: for archives
+        larger than memory. The result's ``stdout`` is empty when ``sink`` is given."""
+        argv = [str(a) for a in argv]
+        full, data = self._wrap(argv, b"", True)
+        start = time.monotonic()
+        code, out, err = self._exec_stream(full, data, source, sink, timeout)
+        result = Result(
+            self.name,
+            display or shlex.join(argv),
+            code,
+            out.decode("utf-8", "replace"),
+            err.decode("utf-8", "replace"),
+            time.monotonic() - start,
+        )
+        if not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def _exec_stream(
+        self,
+        argv: Argv,
+        prefix: bytes,
+        source: BinaryIO | None,
+        sink: BinaryIO | None,
+        timeout: float | None,
+    ) -> tuple[int, bytes, bytes]:
+        """Run argv with ``prefix`` (sudo's password), then ``source``, on its standard
+        input; its standard output to ``sink`` (or returned); (exit code, stdout, stderr)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot stream files")
+
     def exists(self, path: str) -> bool:
         return self.run(["test", "-e", path], check=False).ok
 
@@ -309,6 +350,32 @@ class LocalHost(Host):
         except FileNotFoundError as exc:
             return 127, b"", str(exc).encode()
         return proc.returncode, proc.stdout, proc.stderr
+
+    def _exec_stream(self, argv, prefix, source, sink, timeout):  # noqa: ANN001, ANN202
+        import tempfile
+
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                list(argv), stdin=subprocess.PIPE, stdout=sink or subprocess.PIPE, stderr=err
+            )
+            out = b""
+            try:
+                proc.stdin.write(prefix)  # type: ignore[union-attr]
+                while source is not None and (chunk := source.read(1 << 20)):
+                    proc.stdin.write(chunk)  # type: ignore[union-attr]
+                proc.stdin.close()  # type: ignore[union-attr]
+            except BrokenPipeError:
+                pass
+            try:
+                if sink is None:
+                    out = proc.stdout.read()  # type: ignore[union-attr]
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = 124
+            err.seek(0)
+            return code, out, err.read()
 
 
 # Never offered: CBC and 3DES ciphers, SHA-1 and MD5 MACs, SHA-1 key exchanges, SHA-1 RSA
@@ -470,15 +537,42 @@ class SSHHost(Host):
             return _collect(chan, timeout, on_line)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.discard(client)
-            raise ConnectError(
-                f"{self.name}: the SSH connection was lost ({exc or type(exc).__name__}). "
-                "Check the host and the network, then run the notebook again: every step "
-                "checks before it acts."
-            ) from None
+            raise self._lost(exc) from None
+
+    def _lost(self, exc: BaseException) -> ConnectError:
+        return ConnectError(
+            f"{self.name}: the SSH connection was lost ({exc or type(exc).__name__}). "
+            "Check the host and the network, then run the notebook again: every step "
+            "checks before it acts."
+        )
+
+    def _exec_stream(self, argv, prefix, source, sink, timeout):  # noqa: ANN001, ANN202
+        client = self.connect()
+        try:
+            transport = client.get_transport()
+            if transport is None:
+                raise EOFError("the connection is closed")
+            chan = transport.open_session()
+            chan.exec_command(shlex.join(argv))
+            if prefix:
+                chan.sendall(prefix)
+            # Only one of the two streams is large at a time (an upload to tar -x, or a
+            # download from tar -c): what the command says meanwhile waits in paramiko's
+            # buffers.
+            while source is not None and (chunk := source.read(1 << 20)):
+                chan.sendall(chunk)
+            chan.shutdown_write()
+            return _collect(chan, timeout, sink=sink.write if sink is not None else None)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self.discard(client)
+            raise self._lost(exc) from None
 
 
 def _collect(
-    chan: paramiko.Channel, timeout: float | None, on_line: LineCallback = None
+    chan: paramiko.Channel,
+    timeout: float | None,
+    on_line: LineCallback = None,
+    sink: Callable[[bytes], object] | None = None,
 ) -> tuple[int, bytes, bytes]:
     out, err = bytearray(), bytearray()
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -488,6 +582,9 @@ def _collect(
     while True:
         while chan.recv_ready():
             chunk = chan.recv(65536)
+            if sink is not None:
+                sink(chunk)
+                continue
             out += chunk
             if lines:
                 lines[0].feed(chunk)

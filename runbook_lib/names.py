@@ -35,10 +35,10 @@ if TYPE_CHECKING:
     from .params import Params
 
 REGISTRY_SERVICE = "registry"  # the service's name in the registry's stack file
+REGISTRY_VOLUME = "registry"  # its volume's name there (Docker prefixes the stack's)
 PORTAINER_STACK = "portainer"  # Portainer's documented stack name
 PORTAINER_SERVICE = f"{PORTAINER_STACK}_portainer"
 AGENT_SERVICE = f"{PORTAINER_STACK}_agent"
-REGISTRY_VOLUME = "registry"  # the volume's name in the registry's stack file
 PORTAINER_VOLUME = f"{PORTAINER_STACK}_portainer_data"
 MIRROR_STACK = "mirror"  # the pull-through cache (runbook_lib.mirror)
 MIRROR_SERVICE = f"{MIRROR_STACK}_registry"
@@ -69,6 +69,7 @@ class Names:
     # Swarm objects.
     stack: str
     registry_service: str
+    registry_volume: str
     portainer_stack: str
     portainer_service: str
     agent_service: str
@@ -91,15 +92,11 @@ class Names:
             mirror_stack_file=f"{work_dir}/mirror-stack.yml",
             stack=stack,
             registry_service=f"{stack}_{REGISTRY_SERVICE}",
+            registry_volume=f"{stack}_{REGISTRY_VOLUME}",
             portainer_stack=PORTAINER_STACK,
             portainer_service=PORTAINER_SERVICE,
             agent_service=AGENT_SERVICE,
         )
-
-    @property
-    def registry_volume(self) -> str:
-        """The registry's storage as Docker names it: the stack's name first."""
-        return f"{self.stack}_{REGISTRY_VOLUME}"
 
     @property
     def portainer_volume(self) -> str:

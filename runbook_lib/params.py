@@ -569,6 +569,20 @@ class Params(BaseModel):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _tags_to_delete(self) -> Params:
+        """Each tag to delete as REPOSITORY:TAG, named by its place in the list."""
+        for i, item in enumerate(self.storage_delete_tags):
+            if split_tag(item) is None:
+                raise ParameterError(
+                    f"storage_delete_tags[{i}]",
+                    item,
+                    "must be REPOSITORY:TAG as the registry names it (no registry host, no "
+                    "@digest; the repository in lower case)",
+                    EXAMPLES["storage_delete_tags"],
+                )
+        return self
+
     # -- derived values -------------------------------------------------------------------
     @property
     def managers(self) -> int:
@@ -666,6 +680,20 @@ def _check_registry_user(name: str) -> None:
         raise ValueError(
             f"user name {name!r} is not allowed: it must be non-empty, without ':' or spaces"
         )
+
+
+# A repository in the registry (distribution's reference grammar, without a domain) and
+# a tag: what /v2/<name>/manifests/<tag> takes.
+_REPO_TAG = re.compile(rf"^({_COMPONENT}(?:/{_COMPONENT})*):([\w][\w.-]{{0,127}})$")
+
+
+def split_tag(value: object) -> tuple[str, str] | None:
+    """``"tools/builder:2024-01"`` -> ``("tools/builder", "2024-01")``; None when it is not
+    REPOSITORY:TAG (a registry host before it is taken for a repository with a port)."""
+    if not isinstance(value, str) or len(value) > 255:
+        return None
+    m = _REPO_TAG.match(value)
+    return (m.group(1), m.group(2)) if m else None
 
 
 def _bracket(host: str) -> str:

@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ConnectError
 from .hosts import SSHHost
@@ -39,6 +39,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 class Answer:
     status: int
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names in lower case
 
     def json(self):
         return json.loads(self.body or b"null")
@@ -119,7 +120,13 @@ def https_get(
     parts = status_line.split()
     if len(parts) < 2 or not parts[1].isdigit():
         raise OSError(f"not an HTTP answer: {status_line[:80]!r}")
-    return Answer(int(parts[1]), rest.partition(b"\r\n\r\n")[2])
+    header_block, _, content = rest.partition(b"\r\n\r\n")
+    fields = {}
+    for line in header_block.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    return Answer(int(parts[1]), content, fields)
 
 
 def _pump(op, tls, chan, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):

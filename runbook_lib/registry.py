@@ -62,6 +62,7 @@ def _wanted_stack(rb: Runbook) -> stackfile.RegistryStack:
         key_digest=key,
         htpasswd_digest=users,
         placement=placement(rb),
+        storage_delete=p.registry_storage_delete,
     )
     return stackfile.with_digest(stack)
 
@@ -111,12 +112,22 @@ docker service ls -q | xargs -r docker service inspect \
 """
 
 
-def deployed(rb: Runbook) -> tuple[str | None, list[str], int | None]:
+# Set on the service (not in the stack file) while notebooks 14 and 15 need the registry
+# read-only; it does not change the stack digest label, so the deploy looks for it itself.
+MAINTENANCE_ENV = "REGISTRY_STORAGE_MAINTENANCE_READONLY"
+
+
+def deployed(rb: Runbook) -> tuple[str | None, list[str], int | None, bool]:
     """The stack digest the running service was deployed from ("" when it has none, as a
     service from an older runbook or from the tutorial; None when there is no service), the
-    names of the swarm's secrets, and the replicas the service asks for (someone may have
-    scaled it by hand)."""
-    label = f'{{{{.Spec.Mode.Replicated.Replicas}}}} {{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
+    names of the swarm's secrets, the replicas the service asks for (someone may have
+    scaled it by hand), and whether it was left read-only (an interrupted garbage
+    collection or backup, see :mod:`runbook_lib.storage`)."""
+    label = (
+        f'{{{{.Spec.Mode.Replicated.Replicas}}}} {{{{index .Spec.Labels "{stackfile.STACK_LABEL}"}}}}'
+        f' {{{{range .Spec.TaskTemplate.ContainerSpec.Env}}}}{{{{if eq (index (split . "=") 0)'
+        f' "{MAINTENANCE_ENV}"}}}}read-only{{{{end}}}}{{{{end}}}}'
+    )
     out = rb.host.sh(
         _DEPLOYED,
         rb.names.registry_service,
@@ -125,20 +136,27 @@ def deployed(rb: Runbook) -> tuple[str | None, list[str], int | None]:
     ).stdout
     head, _, secrets = out.partition("== secrets\n")
     if head.strip() == "<no service>":
-        return None, secrets.split(), None
-    replicas, _, digest = head.strip().partition(" ")
-    return digest.strip(), secrets.split(), int(replicas) if replicas.isdigit() else None
+        return None, secrets.split(), None, False
+    replicas, digest, read_only = (head.split() + ["", "", ""])[:3]
+    if digest == "read-only":  # a service without the label
+        digest, read_only = "", digest
+    count = int(replicas) if replicas.isdigit() else None
+    return digest, secrets.split(), count, read_only == "read-only"
 
 
 def plan_deploy(
-    current: str | None, stack: stackfile.RegistryStack, replicas: int | None = None
+    current: str | None,
+    stack: stackfile.RegistryStack,
+    replicas: int | None = None,
+    read_only: bool = False,
 ) -> list:
-    """Deploy when the service is missing or was deployed from another stack file.
+    """Deploy when the service is missing, was deployed from another stack file, or was
+    left read-only.
 
     The stack reaches Docker on standard input (``--compose-file -``), as rendered here: the
     copy in WORK_DIR is the operator's record, never what root deploys, so nobody can swap
     it between its check and the deploy."""
-    if current == stack.stack_digest and replicas in (None, stack.replicas):
+    if current == stack.stack_digest and replicas in (None, stack.replicas) and not read_only:
         return []  # a service scaled by hand (to 0, say) is deployed again
     argv = ["docker", "stack", "deploy", "--compose-file", "-", stack.stack]
     return [Cmd(argv, stdin=stackfile.render(stack), timeout=900)]
@@ -170,8 +188,8 @@ def deploy(rb: Runbook) -> Outcome:
         stack = wanted_stack(rb)
     except MissingInput as exc:
         return _not_yet(rb, f"docker stack deploy {rb.p.stack_name}", exc)
-    current, secrets, replicas = deployed(rb)
-    plan = plan_deploy(current, stack, replicas)
+    current, secrets, replicas, read_only = deployed(rb)
+    plan = plan_deploy(current, stack, replicas, read_only)
     # Secrets of earlier versions go once the stack no longer names them: right after a
     # deploy, or on a later run. Which services name which secrets is asked only when
     # there are candidates: most runs have none.
@@ -191,6 +209,8 @@ def deploy(rb: Runbook) -> Outcome:
             else "updated (the stack file changed)"
             if current != stack.stack_digest
             else f"scaled back to {stack.replicas} (it asked for {replicas})"
+            if replicas != stack.replicas
+            else f"made writable again ({MAINTENANCE_ENV} was left set on it)"
         )
         return Plan(plan, changed=f"{service} {why}")
     running = f"{service} runs from the current stack file ({stack.image})"

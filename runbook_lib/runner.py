@@ -285,12 +285,28 @@ def _close(record: dict[str, Any], commit: subprocess.Popen | None, log) -> None
         log(f"INTERRUPTED between notebooks: {summary.stopped}; report: {folder / 'index.html'}")
 
 
+# Paths on this machine that a parameters file may give relative to where the runbook
+# runs; the notebooks' kernel runs in notebooks/, so they reach it absolute.
+LOCAL_PATHS = ("backup_dir", "restore_from")
+
+
+def local_paths(values: dict[str, Any], cwd: str | None = None) -> dict[str, str]:
+    """``LOCAL_PATHS`` given relative, made absolute against ``cwd`` (the current folder)."""
+    out = {}
+    for name in LOCAL_PATHS:
+        value = values.get(name)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            out[name] = os.path.join(cwd or os.getcwd(), value)
+    return out
+
+
 def _run(kernel, params_file, start, only, check, out_root, log, record) -> RunSummary:
     from . import params as params_mod
 
     values = params_mod.read_yaml(params_file)
     written = json.loads(json.dumps(values, default=str))  # as in the file: references only
     values["check_mode"] = check or bool(values.get("check_mode"))
+    values.update(local_paths(values))
     p = params_mod.load(values)
     resolve_secrets(p)
     chosen = select(notebooks(), start, only)

@@ -19,6 +19,8 @@ registry 2.x and 3.x both read) with these changes:
 * No healthcheck: the registry image has no shell or HTTP client to run one with.
 * A failed update rolls back (``update_config.failure_action: rollback``): the registry that
   was serving comes back instead of staying down until a good run.
+* ``registry_storage_delete: true`` adds ``REGISTRY_STORAGE_DELETE_ENABLED``, which lets
+  notebook 14 delete tags (the tutorial's registry never deletes anything).
 * Least privilege: every capability dropped, a read-only root filesystem (the registry
   writes only to its volume), and its secrets readable by their owner alone (0400), not
   the default 0444.
@@ -79,6 +81,9 @@ class RegistryStack:
     cert_file: str = "/home/docker/certs/registry.crt"
     key_file: str = "/home/docker/certs/registry.key"
     htpasswd_file: str = "/home/docker/auth/htpasswd"
+    # Tags may be deleted through the API (registry_storage_delete). Rendered only when
+    # true, so that the stacks deployed before it keep their text and digest.
+    storage_delete: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.placement, str) or not all(_is_text(c) for c in self.placement):
@@ -185,6 +190,7 @@ def render(stack: RegistryStack) -> str:
             "REGISTRY_AUTH": "htpasswd",
             "REGISTRY_AUTH_HTPASSWD_PATH": f"{SECRETS_DIR}/htpasswd",
             "REGISTRY_AUTH_HTPASSWD_REALM": stack.realm,
+            **({"REGISTRY_STORAGE_DELETE_ENABLED": "true"} if stack.storage_delete else {}),
         },
         # The registry needs no capability (its port is above 1024, it owns its files),
         # writes only to its volume, and reads its secrets as their owner.
