@@ -250,30 +250,22 @@ def trust(rb: Runbook) -> Plan:
 
 
 def wait_answer(rb: Runbook, timeout: float = 120.0) -> probe.Answer:
-    import time
-
     from . import progress
 
     p, ca = rb.p, ca_pem(rb)
-    start, last = time.monotonic(), "nothing yet"
+
+    def give_up(last: str) -> RunbookError:
+        tasks = rb.host.run(["docker", "service", "ps", "--no-trunc", SERVICE], check=False)
+        return RunbookError(
+            f"the mirror did not answer within {timeout:.0f} s; last seen: {last}\n"
+            f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
+        )
+
+    def ask() -> probe.Answer:
+        return probe.https_get(rb.main.host, p.mirror_port, p.registry_host, ca)
+
     with progress.activity("waiting for the mirror", total=timeout, unit="s", quiet=1) as act:
-        while True:
-            try:
-                answer = probe.https_get(rb.main.host, p.mirror_port, p.registry_host, ca)
-                if answer.status == 200:
-                    return answer
-                last = f"{answer.status}"
-            except OSError as exc:
-                last = str(exc)
-            waited = time.monotonic() - start
-            if waited > timeout:
-                tasks = rb.host.run(["docker", "service", "ps", "--no-trunc", SERVICE], check=False)
-                raise RunbookError(
-                    f"the mirror did not answer within {timeout:.0f} s; last seen: {last}\n"
-                    f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
-                )
-            act.update(last, n=max(0.0, waited - act.count))
-            time.sleep(0.5)
+        return probe.until_answers(ask, (200,), timeout, act, give_up)
 
 
 @step("Mirror answers", check_only=True, skip=disabled)

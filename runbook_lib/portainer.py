@@ -302,24 +302,16 @@ def _wait(rb: Runbook, timeout: float, accept: tuple[int, ...] = (200, 303)) -> 
 def _poll(
     rb: Runbook, timeout: float, accept: tuple[int, ...], act: progress.Activity
 ) -> probe.Answer:
-    start, last = time.monotonic(), "nothing yet"
-    while True:
-        try:
-            answer = _get(rb, "/api/system/status")
-            if answer.status in accept:
-                return answer
-            last = f"{answer.status}"
-        except OSError as exc:
-            last = str(exc)
-        waited = time.monotonic() - start
-        if waited > timeout:
-            tasks = rb.host.run(["docker", "service", "ps", "--no-trunc", SERVER], check=False)
-            raise WaitTimeout(
-                f"Portainer did not answer within {timeout:.0f} s; last seen: {last}\n"
-                f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
-            )
-        act.update(last, n=max(0.0, min(waited, timeout) - act.count))
-        time.sleep(0.5)
+    def give_up(last: str) -> WaitTimeout:
+        tasks = rb.host.run(["docker", "service", "ps", "--no-trunc", SERVER], check=False)
+        return WaitTimeout(
+            f"Portainer did not answer within {timeout:.0f} s; last seen: {last}\n"
+            f"docker service ps:\n{tasks.stdout}{tasks.stderr}"
+        )
+
+    return probe.until_answers(
+        lambda: _get(rb, "/api/system/status"), accept, timeout, act, give_up
+    )
 
 
 def agents_running(replicas: str) -> tuple[int, int] | None:

@@ -14,6 +14,8 @@ import json
 import logging
 import re
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import ConnectError
@@ -146,3 +148,28 @@ def _pump(op, tls, chan, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO):
         if outgoing.pending:
             chan.sendall(outgoing.read())
         return result
+
+
+def until_answers(
+    ask: Callable[[], Answer],
+    accept: tuple[int, ...],
+    timeout: float,
+    act,  # progress.Activity: the wait shown while it lasts
+    give_up: Callable[[str], Exception],
+) -> Answer:
+    """Ask (a request through :func:`https_get`) every half second until the answer's status
+    is one of ``accept``; after ``timeout`` seconds raise ``give_up(last seen)``."""
+    start, last = time.monotonic(), "nothing yet"
+    while True:
+        try:
+            answer = ask()
+            if answer.status in accept:
+                return answer
+            last = f"{answer.status}"
+        except OSError as exc:
+            last = str(exc)
+        waited = time.monotonic() - start
+        if waited > timeout:
+            raise give_up(last)
+        act.update(last, n=max(0.0, min(waited, timeout) - act.count))
+        time.sleep(0.5)

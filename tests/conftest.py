@@ -88,3 +88,17 @@ def stand_in_notebook(path: Path, code: str) -> None:
         "language": "python",
     }
     nbformat.write(nb, path)
+
+
+def papermill_alone(notebook: str, params_file: Path, out: Path) -> dict:
+    """A notebook run as an operator without the runner runs it, ``papermill NB OUT -f
+    PARAMS`` in a process of its own; its report. Fails the test with papermill's error."""
+    import subprocess
+
+    from runbook_lib import runner
+
+    argv = [str(ROOT / ".venv/bin/papermill"), str(ROOT / "notebooks" / f"{notebook}.ipynb")]
+    argv += [str(out), "-f", str(params_file), "--cwd", str(ROOT / "notebooks")]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return runner.read_report(out)

@@ -11,7 +11,6 @@ import os
 import secrets
 import socket
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import yaml
 from cryptography import x509
 
 from runbook_lib import runner, tls
-from tests.conftest import ROOT
+from tests.conftest import papermill_alone
 from tests.integration.test_faults import (  # noqa: F401 (built: a fixture)
     PARAMS,
     assert_clean,
@@ -102,15 +101,8 @@ def test_a_changed_password_and_a_removed_user_reach_the_registry(built, tmp_pat
         again = run(built, gone, only=["13"])
         assert [n.changed for n in again.notebooks] == [0]
         # Alone under papermill, as an operator without the runner would run it.
-        out = tmp_path / "13.ipynb"
-        r = subprocess.run(
-            [str(ROOT / ".venv/bin/papermill"), str(ROOT / "notebooks/13-users.ipynb"), str(out)]
-            + ["-f", str(gone), "--cwd", str(ROOT / "notebooks")],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert (runner.read_report(out)["status"], runner.read_report(out)["changed"]) == ("ok", 0)
+        report = papermill_alone("13-users", gone, tmp_path / "13.ipynb")
+        assert (report["status"], report["changed"]) == ("ok", 0)
     finally:
         os.environ.pop("RB_TEST_EXTRA", None)
     assert served(kept)

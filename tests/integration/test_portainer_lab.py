@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runbook_lib import runner
-from tests.conftest import CLIENT, ROOT
+from tests.conftest import CLIENT, ROOT, papermill_alone
 from tests.integration.test_faults import PARAMS, assert_clean, run, sh
 
 pytestmark = pytest.mark.lab
@@ -137,20 +137,5 @@ def test_the_administrator_password_is_nowhere_but_in_the_secret(portainer_runs)
 
 
 def test_notebook_09_alone_under_papermill_changes_nothing(portainer_runs, tmp_path):
-    out = tmp_path / "09.ipynb"
-    r = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/papermill"),
-            str(ROOT / "notebooks/09-portainer.ipynb"),
-            str(out),
-            "-f",
-            str(portainer_runs["params"]),
-            "--cwd",
-            str(ROOT / "notebooks"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    report = runner.read_report(out)
+    report = papermill_alone("09-portainer", portainer_runs["params"], tmp_path / "09.ipynb")
     assert (report["status"], report["changed"]) == ("ok", 0)

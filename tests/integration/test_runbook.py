@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from runbook_lib import runner
-from tests.conftest import CLIENT, ROOT
+from tests.conftest import CLIENT, ROOT, papermill_alone
 
 pytestmark = pytest.mark.lab
 
@@ -190,22 +190,7 @@ def test_secret_files_are_owner_only(runs):
 @pytest.mark.parametrize("notebook", ["07-registry", "11-remove-nodes", "12-certificates"])
 def test_a_notebook_runs_alone_under_papermill(runs, tmp_path, notebook):
     """A tutorial notebook and the day-2 ones that change nothing on a built host."""
-    out = tmp_path / f"{notebook}.ipynb"
-    r = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/papermill"),
-            str(ROOT / f"notebooks/{notebook}.ipynb"),
-            str(out),
-            "-f",
-            str(runs["params"]),
-            "--cwd",
-            str(ROOT / "notebooks"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    report = runner.read_report(out)
+    report = papermill_alone(notebook, runs["params"], tmp_path / f"{notebook}.ipynb")
     # 11 with no remove_nodes has nothing to do: each of its steps says so, skipped.
     assert (report["status"], report["changed"]) == ("skipped" if "11" in notebook else "ok", 0)
 
