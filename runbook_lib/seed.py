@@ -162,16 +162,17 @@ class Registry:
         path = f"/v2/{repo}/blobs/uploads/"
         return _location(self.expect(self.request("POST", path), "POST", path, 202))
 
-    def upload(
+    def send(
         self,
         where: str,
         blob: arc.Blob,
         chunks: Iterator[bytes],
         path: str,
         advance: Callable[[int], None],
-    ) -> None:
-        """Send a blob in chunks to the upload at ``where``; its digest is checked on the way
-        and the upload cancelled, with an :class:`ArchiveError`, when it does not match."""
+    ) -> str:
+        """Send a blob in chunks to the upload at ``where``, its digest checked on the way;
+        return where to commit it. A blob that is not its digest cancels the upload and
+        raises :class:`ArchiveError`."""
         hashed = arc.Hashed(blob, path)
         pieces = _Pieces(hashed.wrap(chunks))
         offset = 0
@@ -191,11 +192,23 @@ class Registry:
             hashed.check()
         except arc.ArchiveError:
             self.close()
-            self.request("DELETE", where)  # the upload, not a blob: nothing is left half
+            self.cancel(where)
             raise
+        return where
+
+    def cancel(self, where: str) -> None:
+        """Drop an upload that was not committed (nothing of it stays in the registry); a
+        failure to drop it is left to the registry, which purges old uploads itself."""
+        try:
+            self.request("DELETE", where)
+        except (OSError, http.client.HTTPException):
+            self.close()
+
+    def commit(self, where: str, digest: str) -> None:
+        """The blob uploaded at ``where`` becomes the repository's, under its digest."""
         sep = "&" if "?" in where else "?"
-        done = f"{where}{sep}digest={urllib.parse.quote(blob.digest)}"
-        self.expect(self.request("PUT", done), "PUT", where, 201)
+        done = f"{where}{sep}digest={urllib.parse.quote(digest)}"
+        self.expect(self.request("PUT", done), "PUT", where.split("?")[0], 201)
 
     def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> str:
         path = f"/v2/{repo}/manifests/{ref}"
@@ -275,42 +288,59 @@ class Target:
 
 def push(reg: Registry, t: Target, holders: dict[str, str], before: str | None) -> Pushed:
     """Put one image into the registry: blobs it lacks, then the manifests, tag last.
-    ``holders`` maps digests to a repository known to hold them (for mounts); it grows."""
+    ``holders`` maps digests to a repository known to hold them (for mounts); it grows.
+
+    Every blob to upload is sent and checked before any is committed, and mounts wait
+    too: an archive with a damaged blob leaves no trace in the repository (uploads that
+    are not committed are dropped), so the catalog does not change either."""
     began = time.monotonic()
     done = Pushed(before=before)
     missing: list[arc.Blob] = []
-    uploads: dict[str, str] = {}
+    mounts: list[arc.Blob] = []
     for b in t.image.blobs:
         if reg.has_blob(t.repo, b.digest):
             done.present += 1
             holders[b.digest] = t.repo
-            continue
-        source = holders.get(b.digest)
-        if source and source != t.repo:
-            where = reg.mount(t.repo, b.digest, source)
-            if where is None:
-                done.mounted += 1
-                continue
-            uploads[b.digest] = where  # the registry opened an upload instead
-        missing.append(b)
+        elif holders.get(b.digest, t.repo) != t.repo:
+            mounts.append(b)
+        else:
+            missing.append(b)
     total = sum(b.size for b in missing)
+    sent: list[tuple[str, arc.Blob]] = []
     with progress.activity(
         f"{t.name}: {len(missing)} blob(s)", total=round(total / MB, 1), unit="MB", quiet=1
     ) as p:
-        sent = 0
+        count = 0
 
         def advance(n: int) -> None:
-            nonlocal sent
-            sent += n
-            p.update(f"{sent / MB:.0f} of {total / MB:.0f} MB", n=n / MB)
+            nonlocal count
+            count += n
+            p.update(f"{count / MB:.0f} of {total / MB:.0f} MB", n=n / MB)
 
-        for i, (b, chunks) in enumerate(t.archive.blobs(missing), 1):
-            p.update(f"blob {i} of {len(missing)}: {b.digest[:19]} ({b.size / MB:.1f} MB)")
-            where = uploads.pop(b.digest, None) or reg.start_upload(t.repo)
-            reg.upload(where, b, chunks, t.archive.path, advance)
-            holders[b.digest] = t.repo
-            done.uploaded += 1
-            done.bytes += b.size
+        try:
+            for i, (b, chunks) in enumerate(t.archive.blobs(missing), 1):
+                p.update(f"blob {i} of {len(missing)}: {b.digest[:19]} ({b.size / MB:.1f} MB)")
+                where = reg.start_upload(t.repo)
+                sent.append((reg.send(where, b, chunks, t.archive.path, advance), b))
+        except BaseException:
+            for where, _ in sent:
+                reg.cancel(where)
+            raise
+    for where, b in sent:
+        reg.commit(where, b.digest)
+        holders[b.digest] = t.repo
+        done.uploaded += 1
+        done.bytes += b.size
+    for b in mounts:
+        where = reg.mount(t.repo, b.digest, holders[b.digest])
+        if where is None:
+            done.mounted += 1
+            continue
+        # The registry could not mount it: upload it after all.
+        for b2, chunks in t.archive.blobs([b]):
+            reg.commit(reg.send(where, b2, chunks, t.archive.path, lambda n: None), b2.digest)
+        done.uploaded += 1
+        done.bytes += b.size
     for data, media in t.image.children:
         reg.put_manifest(t.repo, arc.sha256(data), data, media)
     got = reg.put_manifest(t.repo, t.tag, t.image.manifest, t.image.media_type)

@@ -212,3 +212,13 @@ def test_pieces_cut_a_stream_into_exact_chunks():
     assert b"".join(p.take(4, seen.append)) == b"efgh"
     assert b"".join(p.take(4, seen.append)) == b"i"
     assert sum(seen) == 9
+
+
+def test_a_plain_tar_cut_inside_a_layer_is_refused_before_anything_is_sent(tmp_path):
+    path = legacy_two(tmp_path)
+    a = arc.read(path)
+    big = max(a.members.values(), key=lambda m: m.size)
+    path.write_bytes(path.read_bytes()[: big.offset + big.size // 2])
+    with pytest.raises(arc.ArchiveError) as e:
+        arc.read(path)  # the first pass alone: no blob read yet
+    assert "is truncated: " in e.value.reason and "needs" in e.value.reason
