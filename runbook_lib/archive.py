@@ -148,17 +148,30 @@ class Archive:
                 name = _clean(info.name)
                 if name not in rest or not info.isfile():
                     continue
-                bs = rest.pop(name)
-                for i, b in enumerate(bs):
-                    if i == 0:
-                        src = tar.extractfile(info)
-                        yield b, _read_exactly(src, info.size, self.path, name)
-                    else:  # a second name for the same member: read it again next time
-                        rest.setdefault(name, []).append(b)
+                b = rest.pop(name)[0]  # a member is one digest: one blob
+                yield b, _read_exactly(tar.extractfile(info), info.size, self.path, name)
                 if not rest:
                     return
         if rest:
             raise ArchiveError(self.path, f"{next(iter(rest))} vanished while reading")
+
+    @property
+    def random_access(self) -> bool:
+        """Whether :meth:`blob` reads any blob at once (a plain tar), so that several can
+        be read side by side; a compressed archive is read in its order (:meth:`blobs`)."""
+        return self.compression == "none"
+
+    def blob(self, b: Blob) -> Iterator[bytes]:
+        """One blob's bytes, from its own file handle (plain tars only)."""
+        if b.member in self.kept:
+            yield self.kept[b.member]
+            return
+        if not self.random_access:
+            raise ValueError("a compressed archive is read in order: use blobs()")
+        m = self.members[b.member]
+        with open(self.path, "rb") as f:
+            f.seek(m.offset)
+            yield from _read_exactly(f, m.size, self.path, b.member)
 
 
 class Hashed:

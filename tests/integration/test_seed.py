@@ -45,7 +45,14 @@ def registry(lab, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def saved(registry, tmp_path_factory):
+def lab_images(lab):
+    """hello-world and registry:2 in the engine (tests/lab/images.sh builds what another
+    test removed)."""
+    sh(f"bash {ROOT}/tests/lab/images.sh")
+
+
+@pytest.fixture(scope="module")
+def saved(registry, lab_images, tmp_path_factory):
     """``docker save hello-world registry:2``: Docker 20.10's layout, two images."""
     path = tmp_path_factory.mktemp("seed-saved") / "hello-and-registry.tar"
     sh(f"docker save hello-world registry:2 -o {path}")
@@ -207,7 +214,9 @@ def test_a_whole_run_skips_18_without_seed_images(registry, tmp_path):
     assert nb.status == "skipped", nb
 
 
-def test_08_seeds_verify_image_from_an_archive_instead_of_docker_hub(registry, tmp_path):
+def test_08_seeds_verify_image_from_an_archive_instead_of_docker_hub(
+    registry, lab_images, tmp_path
+):
     archive = tmp_path / "hello.tar"
     sh(f"docker save hello-world -o {archive}")
     values = {
