@@ -21,7 +21,7 @@ from .context import Runbook
 from .engine import docker_run
 from .errors import RunbookError
 from .registry import first_user
-from .steps import Done, Note, Outcome, Skip, Verified, step
+from .steps import Done, Note, Outcome, Plan, Skip, Verified, step
 
 # Runs "$4..." with a fresh DOCKER_CONFIG after logging in to "$3" as "$2"; the password
 # comes on standard input. The configuration (and the stored login) is gone on exit.
@@ -122,7 +122,10 @@ def seed_archive(rb: Runbook) -> Outcome:
     if rb.dry_run and not ca_pem(rb):
         return Skip("check mode: no CA yet (notebook 05 has not run): the registry is not asked")
     repo, tag = repo_and_tag(rb)
-    return seed.seed_one(rb, rb.p.verify_archive, f"{repo}:{tag}")
+    outcome = seed.seed_one(rb, rb.p.verify_archive, f"{repo}:{tag}")
+    if isinstance(outcome, Plan):
+        rb.cache["in registry"] = False  # a new image under the name: pull and run it below
+    return outcome
 
 
 @step("Run the image", check_only=True, skip=from_hub_done)

@@ -235,3 +235,23 @@ def test_08_seeds_verify_image_from_an_archive_instead_of_docker_hub(
         assert steps[hub] == "skipped", (hub, steps)
     assert steps["Pull"] == "changed" and steps["Run the pulled image"] == "verified"
     assert steps["Catalog"] == "verified"
+    # Again with verify_push auto: the image is there, nothing to do.
+    values["verify_push"] = "auto"
+    file.write_text(yaml.safe_dump(values))
+    again = runner.run(file, only=["08"], out_root=tmp_path / "runs", log=lambda *_: None)
+    (nb,) = again.notebooks
+    assert (nb.status, nb.changed) == ("ok", 0), nb.steps
+
+
+def test_a_blob_another_image_of_the_run_sent_is_mounted_not_sent_again(registry, tmp_path):
+    shared = ia.layer({"shared": os.urandom(1 << 20)})
+    own = ia.layer({"own": os.urandom(64)})
+    a, b = f"seedtest-{RUN}/mount-a:1", f"seedtest-{RUN}/mount-b:1"
+    members = ia.legacy(
+        [([a], [shared], ia.config([shared])), ([b], [shared, own], ia.config([shared, own]))]
+    )
+    path = ia.write(tmp_path / "shared.tar", members)
+    rb, _, pushed, served = seeded([{"archive": str(path)}], "direct")
+    assert pushed.status == "changed" and served.status == "verified"
+    assert "uploaded" in pushed.details[a] and "mounted" not in pushed.details[a]
+    assert ", 1 mounted" in pushed.details[b], pushed.details[b]
