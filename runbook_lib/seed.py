@@ -414,7 +414,24 @@ def targets(entries: list[tuple[str, str | None]]) -> list[Target]:
             )
         for f in files:
             out += _name_images(arc.read(f), name)
-    return out
+    return _one_image_per_name(out)
+
+
+def _one_image_per_name(found: list[Target]) -> list[Target]:
+    """The same name for two different images would leave it to whichever came last:
+    refused. The same image twice (two archives of it) is kept once."""
+    seen: dict[str, Target] = {}
+    for t in found:
+        other = seen.get(t.name)
+        if other is None:
+            seen[t.name] = t
+        elif other.image.digest != t.image.digest:
+            raise arc.ArchiveError(
+                t.archive.path,
+                f"its image {t.image.digest} would be named {t.name}, as {other.image.digest} "
+                f"of {other.archive.path}: give one of them another name",
+            )
+    return list(seen.values())
 
 
 def _name_images(a: arc.Archive, name: str | None) -> list[Target]:
@@ -540,17 +557,19 @@ def images(rb: Runbook, transport: str = "auto") -> Outcome:
     holders: dict[str, str] = {}
     summary = _summary(rb)
     actions = []
-    for t in found:
-        before = reg.manifest_digest(t.repo, t.tag)
+    held = dict(
+        zip(
+            [t.name for t in found],
+            reg.each(lambda t: reg.manifest_digest(t.repo, t.tag), found),
+            strict=True,
+        )
+    )
+    for t, before, text in plan(found, held):
         if before == t.image.digest:
-            summary[t.name] = f"ok: {t.image.digest}"
+            summary[t.name] = text
             for b in t.image.blobs:
                 holders.setdefault(b.digest, t.repo)
             continue
-        if before is None:
-            text = f"push {t.name} {t.image.digest} ({t.image.layers} layers, {t.image.size / MB:.1f} MB)"
-        else:
-            text = f"update {t.name} from {before} to {t.image.digest}"
         summary[t.name] = f"would {text}"
         actions.append(Call(text, _pusher(reg, t, holders, before, summary)))
 
@@ -565,6 +584,22 @@ def images(rb: Runbook, transport: str = "auto") -> Outcome:
         details=dict(summary),
         after=after,
     )
+
+
+def plan(found: list[Target], held: dict[str, str | None]) -> list[tuple[Target, str | None, str]]:
+    """For each image, the digest its name points at now (``held``, by name) and what to
+    do: ``ok: DIGEST``, ``push NAME DIGEST (...)`` or ``update NAME from OLD to NEW``."""
+    out = []
+    for t in found:
+        before, new = held.get(t.name), t.image.digest
+        if before == new:
+            text = f"ok: {new}"
+        elif before is None:
+            text = f"push {t.name} {new} ({t.image.layers} layers, {t.image.size / MB:.1f} MB)"
+        else:
+            text = f"update {t.name} from {before} to {new}"
+        out.append((t, before, text))
+    return out
 
 
 def _pusher(reg: Registry, t: Target, holders: dict[str, str], before, summary):  # noqa: ANN001, ANN202

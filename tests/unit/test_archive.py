@@ -222,3 +222,37 @@ def test_a_plain_tar_cut_inside_a_layer_is_refused_before_anything_is_sent(tmp_p
     with pytest.raises(arc.ArchiveError) as e:
         arc.read(path)  # the first pass alone: no blob read yet
     assert "is truncated: " in e.value.reason and "needs" in e.value.reason
+
+
+def test_the_plan_says_ok_push_or_update_with_both_digests(tmp_path):
+    path = legacy_two(tmp_path)
+    hello, other = seed.targets([(str(path), None)])
+    old = "sha256:" + "1" * 64
+    rows = seed.plan([hello, other], {hello.name: hello.image.digest, other.name: old})
+    assert [(t.name, before, text) for t, before, text in rows] == [
+        ("hello:latest", hello.image.digest, f"ok: {hello.image.digest}"),
+        ("tools/other:1", old, f"update tools/other:1 from {old} to {other.image.digest}"),
+    ]
+    ((_, before, text),) = seed.plan([other], {})
+    assert before is None
+    assert text == f"push tools/other:1 {other.image.digest} (1 layers, {len(L1) / 1e6:.1f} MB)"
+
+
+def test_one_name_for_two_different_images_is_refused(tmp_path):
+    first = ia.write(tmp_path / "a.tar", ia.multi_platform("app", {"amd64": [L1]}))
+    second = ia.write(tmp_path / "b.tar", ia.multi_platform("app", {"amd64": [L2]}))
+    with pytest.raises(arc.ArchiveError) as e:
+        seed.targets([(str(first), None), (str(second), None)])
+    assert e.value.path == str(second) and "would be named app:latest" in e.value.reason
+    # The same image from two archives is seeded once.
+    again = ia.write(tmp_path / "c.tar.gz", ia.multi_platform("app", {"amd64": [L1]}), "gzip")
+    assert len(seed.targets([(str(first), None), (str(again), None)])) == 1
+
+
+def test_verify_archive_picks_its_image_by_name_among_several(tmp_path):
+    path = legacy_two(tmp_path)
+    t = seed._one(str(path), "tools/other:1")
+    assert t.image.name == "tools/other:1" and (t.repo, t.tag) == ("tools/other", "1")
+    with pytest.raises(arc.ArchiveError) as e:
+        seed._one(str(path), "hello-world:latest")
+    assert "none named hello-world:latest" in e.value.reason
