@@ -392,6 +392,9 @@ LEGACY_ALGORITHMS = {
     "keys": ["ssh-rsa", "ssh-dss"],
     "pubkeys": ["ssh-rsa", "ssh-dss"],
 }
+# A tunnel's channel window (what the host may have in flight to us) and read size.
+_TUNNEL_WINDOW = 16 << 20
+_TUNNEL_READ = 1 << 18
 
 
 class SSHHost(Host):
@@ -519,6 +522,66 @@ class SSHHost(Host):
             if self._client is client:
                 client.close()
                 self._client = None
+
+    def tunnel(self, port: int, timeout: float = 10.0) -> socket.socket:
+        """A local socket connected to the host's ``127.0.0.1:port`` through this SSH
+        connection (a ``direct-tcpip`` channel, as ``ssh -L`` opens), for a client that
+        wants a socket (TLS, ``http.client``). Two threads copy bytes each way until either
+        side closes; closing the returned socket closes the channel."""
+        client = self.connect()
+        transport = client.get_transport()
+        if transport is None:
+            self.discard(client)
+            raise ConnectError(f"{self.name}: the SSH connection is closed")
+        try:
+            # A large window: bulk uploads otherwise stall on the peer's window updates.
+            chan = transport.open_channel(
+                "direct-tcpip",
+                ("127.0.0.1", port),
+                ("127.0.0.1", 0),
+                timeout=timeout,
+                window_size=_TUNNEL_WINDOW,
+            )
+        except Exception as exc:  # paramiko.ChannelException: connection refused there
+            raise OSError(f"nothing listens on the host's port {port} ({exc})") from None
+        mine, theirs = socket.socketpair()
+
+        def to_host() -> None:
+            try:
+                while data := theirs.recv(_TUNNEL_READ):
+                    chan.sendall(data)
+            except OSError:
+                pass
+            finally:
+                chan.shutdown_write()
+
+        def from_host() -> None:
+            try:
+                while data := chan.recv(_TUNNEL_READ):
+                    theirs.sendall(data)
+            except OSError:
+                pass
+            finally:
+                chan.close()
+                try:
+                    theirs.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        threads = [
+            threading.Thread(target=f, name=f"tunnel-{port}-{f.__name__}", daemon=True)
+            for f in (to_host, from_host)
+        ]
+        for t in threads:
+            t.start()
+
+        def closer() -> None:
+            for t in threads:
+                t.join()
+            theirs.close()
+
+        threading.Thread(target=closer, name=f"tunnel-{port}-close", daemon=True).start()
+        return mine
 
     def _exec(
         self, argv: Argv, stdin: bytes, timeout: float | None, *, on_line: LineCallback = None

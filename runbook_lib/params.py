@@ -80,6 +80,8 @@ EXAMPLES: dict[str, str] = {
     "trust_on_runner": "false",
     "verify_image": "hello-world",
     "verify_push": "auto or always",
+    "verify_archive": "null (pull verify_image from Docker Hub) or images/hello-world.tar",
+    "seed_images": "[{archive: images/app.tar.gz, name: tools/app:1.0}, {archive: images/}]",
     "portainer_enabled": "true",
     "portainer_image": "portainer/portainer-ce:lts",
     "portainer_port": "9443",
@@ -350,6 +352,64 @@ class Node(BaseModel):
         return v
 
 
+# A repository and tag in the private registry: no registry host, no digest.
+_REPO_TAG = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?$")
+
+
+def _archive_path(v: str) -> str:
+    path = os.path.expanduser(v)
+    if not os.path.exists(path):
+        raise ValueError(f"no such file or folder on this machine: {path}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path} cannot be read")
+    return v
+
+
+def _seed_shorthand(v: Any) -> Any:
+    # A bare path stands for {archive: PATH}: the archive's own names.
+    if isinstance(v, list):
+        return [{"archive": x} if isinstance(x, str) else x for x in v]
+    return v
+
+
+def _optional_archive(v: str | None) -> str | None:
+    return v if v is None else _archive_path(v)
+
+
+def _repo_tag(v: str | None) -> str | None:
+    if v is not None and (len(v) > 255 or not _REPO_TAG.match(v)):
+        raise ValueError(
+            "is not a name in the registry: repository[:tag], in lower case, without the "
+            "registry's host (it is registry_host) and without a digest"
+        )
+    return v
+
+
+class SeedImage(BaseModel):
+    """An image archive on the machine running the runbook, and the name its image gets in
+    the registry (None: the archive's own names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    archive: str
+    name: str | None = None
+
+    _archive = field_validator("archive")(_archive_path)
+    _name = field_validator("name")(_repo_tag)
+
+    @model_validator(mode="after")
+    def _one_name_one_file(self) -> SeedImage:
+        if self.name is not None and os.path.isdir(os.path.expanduser(self.archive)):
+            raise ParameterError(
+                "name",
+                self.name,
+                "the archive is a folder, whose archives each hold their own names: leave "
+                "name null, or list each archive with its name",
+                "null",
+            )
+        return self
+
+
 # -- the parameters' checks, bound to their fields in Params below ----------------------
 class Params(BaseModel):
     """All parameters. See ``parameters/example.yaml`` for what each one means."""
@@ -408,6 +468,11 @@ class Params(BaseModel):
     # Verification
     verify_image: str = "hello-world"
     verify_push: Literal["auto", "always"] = "auto"
+    # An archive on the runner holding verify_image: seeded instead of pulled (notebook 08).
+    verify_archive: str | None = None
+
+    # Seeding (notebook 18): image archives on the runner, put into the registry.
+    seed_images: list[SeedImage] = []
 
     # Portainer
     portainer_enabled: bool = False
@@ -467,6 +532,8 @@ class Params(BaseModel):
         "registry_image", "verify_image", "portainer_image", "portainer_agent_image"
     )(_image)
     _abs_path = field_validator("work_dir")(_abs_path)
+    _verify_archive = field_validator("verify_archive")(_optional_archive)
+    _seed_images = field_validator("seed_images", mode="before")(_seed_shorthand)
     _key_size = field_validator("tls_key_size")(_key_size)
     _users_consistent = model_validator(mode="after")(_users_consistent)
 
@@ -714,7 +781,7 @@ def load(values: Mapping[str, Any]) -> Params:
                 name,
                 "<hidden>",  # a mistyped secret's name would otherwise show its value
                 "unknown parameter",
-                f"one of: {', '.join((Node if top == 'nodes' else Params).model_fields)}",
+                f"one of: {', '.join(_RECORDS.get(top, Params).model_fields)}",
             ) from None
         if err["type"] == "missing":
             # pydantic's input for a missing field is the whole mapping, pasted passwords too.
@@ -722,6 +789,8 @@ def load(values: Mapping[str, Any]) -> Params:
         cause = (err.get("ctx") or {}).get("error")
         if isinstance(cause, ParameterError):
             if len(err["loc"]) > 1:  # inside a record: named by where it sits (nodes[0]...)
+                if isinstance(err["loc"][-1], int):  # the record's own check names its field
+                    name = f"{name}.{cause.name}"
                 raise ParameterError(name, cause.value, cause.problem, cause.example) from None
             raise cause from None
         problem = err["msg"].removeprefix("Value error, ")
@@ -730,6 +799,9 @@ def load(values: Mapping[str, Any]) -> Params:
         if isinstance(shown, Mapping):  # a record may hold a secret's value
             shown = "<hidden>"
         raise ParameterError(name, shown, problem, EXAMPLES.get(top)) from None
+
+
+_RECORDS = {"nodes": Node, "seed_images": SeedImage}
 
 
 def load_yaml(path: str | Path) -> Params:

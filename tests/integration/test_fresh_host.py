@@ -333,6 +333,8 @@ def test_check_on_a_new_host_says_what_it_would_do_and_changes_nothing(new_host_
         "08-verify": "skipped",  # check_only: a push is a change
         "09-portainer": "changed",  # the secret, the stack file, the deploy
         "10-nodes": "skipped",  # no nodes
+        "18-seed": "skipped",  # no seed_images
+        "19-mirror": "skipped",  # not enabled
     }
     s = steps(summary)
     assert all(step["dry_run"] for step in s.values())
