@@ -325,6 +325,17 @@ def _is_config(media_type: str) -> bool:
     return "config" in media_type or media_type.endswith("container.image.v1+json")
 
 
+def is_config(media_type: str) -> bool:
+    """An image's configuration (its digest is the image's ID in Docker), not a layer."""
+    return _is_config(media_type)
+
+
+def open_decompressed(path: str | os.PathLike) -> IO[bytes]:
+    """The archive's tar stream, decompressed as its first bytes say (for ``docker load``,
+    which cannot read every compression the archive may have)."""
+    return _open(str(path))
+
+
 # -- the first pass ----------------------------------------------------------------------
 
 

@@ -90,6 +90,7 @@ EXAMPLES: dict[str, str] = {
     "nodes": "[{address: 192.0.2.11, role: worker}, {address: 192.0.2.12, role: manager}]",
     "remove_nodes": "[192.0.2.11]",
     "registry_storage_delete": "true",
+    "registry_image_archive": "null (pull registry_image) or images/registry-2.tar",
     "mirror_enabled": "true",
     "mirror_upstream": "https://registry.example.com (no path)",
     "mirror_port": "5002",
@@ -453,6 +454,9 @@ class Params(BaseModel):
     registry_bcrypt_cost: int = Field(10, ge=4, le=16)
     # The registry lets tags be deleted (REGISTRY_STORAGE_DELETE_ENABLED); notebook 14 needs it.
     registry_storage_delete: bool = False
+    # An archive on the runner (docker save) holding registry_image, loaded into the first
+    # manager's Docker by notebook 07: for a host that cannot pull it.
+    registry_image_archive: str | None = None
 
     # TLS
     tls_key_type: Literal["ecdsa", "rsa"] = "ecdsa"
@@ -532,7 +536,7 @@ class Params(BaseModel):
         "registry_image", "verify_image", "portainer_image", "portainer_agent_image"
     )(_image)
     _abs_path = field_validator("work_dir")(_abs_path)
-    _verify_archive = field_validator("verify_archive")(_optional_archive)
+    _verify_archive = field_validator("verify_archive", "registry_image_archive")(_optional_archive)
     _seed_images = field_validator("seed_images", mode="before")(_seed_shorthand)
     _key_size = field_validator("tls_key_size")(_key_size)
     _users_consistent = model_validator(mode="after")(_users_consistent)

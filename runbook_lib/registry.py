@@ -385,3 +385,54 @@ def _settled(rb: Runbook) -> bool:
     name = rb.names.registry_service
     tasks = rb.host.sh(_TASKS, name, display=f"docker service ps {name}", check=False).stdout
     return runs_current(tasks, wanted_stack(rb))
+
+
+def _no_image_archive(rb: Runbook) -> str | None:
+    if rb.p.registry_image_archive:
+        return None
+    return "registry_image_archive is not set: Docker pulls registry_image"
+
+
+def _short(ref: str) -> str:
+    """An image reference without Docker Hub's implied prefixes (and ``:latest`` added)."""
+    for prefix in ("docker.io/library/", "docker.io/", "library/"):
+        ref = ref.removeprefix(prefix)
+    return ref if ":" in ref.rsplit("/", 1)[-1] else f"{ref}:latest"
+
+
+@step("Registry image from an archive", skip=_no_image_archive)
+def image_from_archive(rb: Runbook) -> Plan:
+    """``registry_image`` loaded into the first manager's Docker from an archive on this
+    machine, for a host that cannot pull it (no route to Docker Hub): the archive streamed
+    over SSH into ``docker load``, decompressed here (Docker 20.10 cannot read zstd).
+    ``ok`` when the host holds the archive's image under that name already (same image ID,
+    the digest of its configuration)."""
+    from . import archive
+    from .errors import ParameterError
+
+    p, path = rb.p, rb.p.registry_image_archive
+    found = archive.read(path)  # a damaged archive is refused here, naming the file
+    want = _short(p.registry_image)
+    image = next((i for i in found.images if i.name and _short(i.name) == want), None)
+    if image is None:
+        names = ", ".join(sorted(i.name for i in found.images if i.name)) or "no named image"
+        raise ParameterError(
+            "registry_image_archive",
+            path,
+            f"does not hold registry_image {p.registry_image} (it holds: {names}); make it "
+            f"with docker save {p.registry_image}",
+        )
+    # Docker's image ID: the configuration's digest (the manifest's, with containerd's store).
+    ids = [b.digest for b in image.blobs if archive.is_config(b.media_type)] + [image.digest]
+    r = rb.host.run(["docker", "image", "inspect", "--format", "{{.Id}}", want], check=False)
+    if r.ok and r.stdout.strip() in ids:
+        return Plan([], "", unchanged=f"{want} is the archive's image ({r.stdout.strip()[:19]})")
+
+    def load(host) -> None:
+        with archive.open_decompressed(path) as tar:
+            host.stream(["docker", "load"], source=tar, display=f"docker load < {path}")
+
+    return Plan(
+        [Call(f"docker load < {path} (streamed over SSH)", load)],
+        changed=f"{want} loaded from {path} ({image.size} bytes)",
+    )

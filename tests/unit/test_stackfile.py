@@ -261,3 +261,13 @@ def test_the_registry_image_may_be_pinned_by_digest():
         cert_digest="a" * 12, key_digest="b" * 12, htpasswd_digest="c" * 12, image=pinned
     )
     assert f"image: {pinned}" in stackfile.render(stack)
+
+
+def test_image_references_compare_without_docker_hubs_implied_parts():
+    from runbook_lib.registry import _short
+
+    assert _short("registry:2") == "registry:2"
+    assert _short("docker.io/library/registry:2") == "registry:2"
+    assert _short("library/registry") == "registry:latest"
+    assert _short("localhost:5000/tools/registry") == "localhost:5000/tools/registry:latest"
+    assert _short("localhost:5000/tools/registry:3") == "localhost:5000/tools/registry:3"
