@@ -46,12 +46,15 @@ def airgapped(tmp_path_factory):
         r = subprocess.run(["bash", str(FRESH), action], capture_output=True, text=True)
         assert r.returncode == 0, f"fresh-host.sh {action}:\n{r.stdout}\n{r.stderr}"
     tmp = tmp_path_factory.mktemp("airgapped")
-    # The images, as an operator brings them on a disk: this machine's, made by the lab.
-    registry_archive, hello_archive = tmp / "registry-2.tar", tmp / "hello-world.tar.gz"
-    subprocess.run(["docker", "save", "-o", str(registry_archive), "registry:2"], check=True)
-    subprocess.run(
-        ["bash", "-c", f"docker save hello-world | gzip -1 > {hello_archive}"], check=True
-    )
+    # The images, as an operator brings them on a disk: the lab's, saved by its own script
+    # (which starts this machine's engine first when it is not running).
+    for script in ("engine.sh", "images.sh"):
+        argv = ["bash", str(ROOT / "tests/lab" / script)] + (
+            ["save", str(tmp)] if "images" in script else []
+        )
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, f"{script}:\n{r.stdout}\n{r.stderr}"
+    registry_archive, hello_archive = tmp / "registry-2.tar", tmp / "hello-world.tar"
     values = yaml.safe_load(PARAMS.read_text())
     values |= {
         "portainer_enabled": False,  # its images would need archives too
