@@ -154,8 +154,10 @@ def host(tmp_path_factory):
 def pushed(host):
     """day2/keep:v1 (hello-world) and day2/gone:v1 (3 MB of random bytes, this run's own);
     their digests."""
+    # (A host the air-gapped test built never had hello-world itself: its mirror gives it.)
     out = logged_in(
         f"""
+        docker image inspect hello-world >/dev/null 2>&1 || docker pull -q hello-world >/dev/null
         docker tag hello-world {REGISTRY}/day2/keep:v1
         docker push {REGISTRY}/day2/keep:v1 >/dev/null
         d=$(mktemp -d); head -c 3000000 /dev/urandom > "$d/blob"
